@@ -1,0 +1,158 @@
+"""The one settings object.
+
+Values come, highest priority first, from: keyword arguments, ``RAG_*`` environment
+variables, a ``.env`` file, the YAML file named by ``RAG_CONFIG``, then the defaults
+below. Every path the application writes lives under ``data_dir``.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    # --- Where things live -------------------------------------------------
+    data_dir: Path = Field(Path("./var"), description="Root of every file the app writes.")
+
+    # --- Vector store -------------------------------------------------------
+    store_backend: Literal["edge", "local", "server"] = Field(
+        "edge",
+        description="edge = embedded Qdrant Edge engine (default); local = qdrant-client "
+        "local mode (reference, small data only); server = Qdrant server or cluster.",
+    )
+    collection: str = "documents"
+    qdrant_url: str | None = Field(None, description="Qdrant server URL; selects backend 'server'.")
+    qdrant_api_key: SecretStr | None = None
+    qdrant_prefer_grpc: bool = False
+    qdrant_timeout: float = 30.0
+    qdrant_shard_number: int = Field(1, ge=1)
+    qdrant_replication_factor: int = Field(1, ge=1)
+    qdrant_write_consistency_factor: int = Field(1, ge=1)
+    hnsw_m: int = Field(16, ge=4)
+    hnsw_ef_construct: int = Field(100, ge=4)
+    hnsw_ef: int = Field(128, ge=1, description="Search-time beam width of the HNSW index.")
+
+    # --- Embedding ----------------------------------------------------------
+    embed_model: str = Field(
+        "", description="Path of a sentence-transformers model; empty = packaged all-MiniLM-L6-v2."
+    )
+    embed_dim: int = 384
+    embed_batch_size: int = Field(64, ge=1)
+    embed_precision: Literal["float32", "bfloat16"] = "bfloat16"
+    embed_threads: int = Field(0, ge=0, description="Torch threads for embedding; 0 = all cores.")
+
+    # --- Ingestion ----------------------------------------------------------
+    chunk_tokens: int = Field(200, ge=16, description="Chunk size in embedding-model tokens.")
+    chunk_overlap: int = Field(32, ge=0)
+    max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are refused.")
+    default_groups: list[str] = Field(["everyone"], description="Groups of unmatched documents.")
+    groups_file: Path | None = None
+
+    # --- Retrieval ----------------------------------------------------------
+    retrieval_mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
+    top_k: int = Field(5, ge=1, le=100)
+    prefetch_k: int = Field(50, ge=1, description="Candidates per branch before RRF fusion.")
+    rrf_k: int = Field(60, ge=1)
+    score_threshold: float = Field(
+        0.0, description="Minimum fused score; below it the answer is 'not found'."
+    )
+    reranker_model: str | None = Field(None, description="Path of a cross-encoder; off when empty.")
+    rerank_top_n: int = Field(20, ge=1)
+
+    # --- Language model -----------------------------------------------------
+    llm_base_url: str = Field("", description="OpenAI-compatible base URL; empty = local server.")
+    llm_model: str = "smollm2"
+    llm_api_key: SecretStr = SecretStr("local")
+    llm_timeout: float = Field(60.0, gt=0)
+    llm_max_tokens: int = Field(256, ge=1)
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
+    llm_context_window: int = Field(2048, ge=256)
+    llm_retries: int = Field(2, ge=0)
+    llm_managed: bool = Field(False, description="Start and stop the local vLLM server ourselves.")
+    llm_host: str = "127.0.0.1"
+    llm_port: int = 8001
+    llm_startup_timeout: float = Field(600.0, gt=0)
+    condense_questions: bool = Field(True, description="Rewrite follow-ups (one extra LLM call).")
+
+    # --- API and UI ---------------------------------------------------------
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    api_url: str = Field("", description="Where the UI finds the API; empty = api_host:api_port.")
+    api_max_upload_mb: float = Field(100.0, gt=0)
+    api_max_body_kb: int = Field(256, gt=0, description="Limit for JSON request bodies.")
+    api_request_timeout: float = Field(120.0, gt=0)
+    ui_host: str = "127.0.0.1"
+    ui_port: int = 8501
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources = [init_settings, env_settings, dotenv_settings]
+        config_file = os.environ.get("RAG_CONFIG")
+        if config_file:
+            if not Path(config_file).is_file():
+                raise FileNotFoundError(f"RAG_CONFIG points to a missing file: {config_file}")
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=config_file))
+        sources.append(file_secret_settings)
+        return tuple(sources)
+
+    # --- Derived paths and values (not settings of their own) --------------
+    @property
+    def store_dir(self) -> Path:
+        return self.data_dir / "store"
+
+    @property
+    def documents_dir(self) -> Path:
+        return self.data_dir / "documents"
+
+    @property
+    def models_dir(self) -> Path:
+        return self.data_dir / "models"
+
+    @property
+    def run_dir(self) -> Path:
+        return self.data_dir / "run"
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.data_dir / "cache"
+
+    @property
+    def effective_store_backend(self) -> str:
+        return "server" if self.qdrant_url else self.store_backend
+
+    @property
+    def effective_llm_base_url(self) -> str:
+        return self.llm_base_url or f"http://{self.llm_host}:{self.llm_port}/v1"
+
+    @property
+    def effective_api_url(self) -> str:
+        return self.api_url or f"http://{self.api_host}:{self.api_port}"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests build their own ``Settings(...)`` instead)."""
+    return Settings()
