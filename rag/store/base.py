@@ -1,0 +1,184 @@
+"""The one vector-store interface the application uses, and the errors it raises.
+
+Engines (Qdrant Edge embedded, qdrant-client server/local) implement `VectorStore`;
+`rag.store.factory.open_store(settings)` picks one. Every engine passes the same
+contract tests (tests/integration/test_store_contract.py).
+
+A point is one chunk: a dense vector, a sparse (BM25) vector and a JSON payload.
+Payload fields the app relies on: doc_id, source, page, heading, groups, content_hash,
+chunk_index, chunk_count, text, start, end.
+"""
+
+from __future__ import annotations
+
+import uuid
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+QueryMode = Literal["hybrid", "dense", "sparse"]
+
+# Payload fields that get keyword indexes (the access filter and per-document operations).
+INDEXED_FIELDS = ("groups", "doc_id")
+# Fields read when listing documents (keeps scrolls light).
+DOCUMENT_FIELDS = ["doc_id", "content_hash", "source", "groups", "chunk_count", "page", "title"]
+
+
+class StoreError(RuntimeError):
+    """A store problem explained in one plain sentence."""
+
+
+class StoreLocked(StoreError):
+    pass
+
+
+class StoreCorrupt(StoreError):
+    pass
+
+
+@dataclass(frozen=True)
+class SparseVector:
+    indices: list[int]
+    values: list[float]
+
+
+@dataclass
+class StorePoint:
+    id: str
+    dense: Sequence[float]
+    sparse: SparseVector
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Hit:
+    id: str
+    score: float
+    payload: dict[str, Any]
+
+
+@dataclass
+class DocumentInfo:
+    doc_id: str
+    content_hash: str | None  # None when chunks of several versions coexist (an interrupted run)
+    source: str
+    groups: list[str]
+    chunks: int  # points stored
+    expected_chunks: int  # chunk_count written with them; differs after an interrupted run
+    pages: int
+    title: str | None = None
+    hashes: set[str] = field(default_factory=set)
+
+    @property
+    def complete(self) -> bool:
+        return self.content_hash is not None and self.chunks == self.expected_chunks
+
+
+@dataclass(frozen=True)
+class StoreFilter:
+    """Conditions evaluated inside the engine's query (never after it)."""
+
+    groups: Sequence[str] | None = None  # any-of; an empty list matches nothing
+    doc_ids: Sequence[str] | None = None  # in
+
+    @property
+    def matches_nothing(self) -> bool:
+        return (self.groups is not None and len(self.groups) == 0) or (
+            self.doc_ids is not None and len(self.doc_ids) == 0
+        )
+
+
+def point_id(doc_id: str, content_hash: str, chunk_index: int) -> str:
+    """Stable id: re-ingesting the same bytes overwrites, a new version gets new ids."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"{doc_id}\x00{content_hash}\x00{chunk_index}"))
+
+
+def aggregate_documents(payloads: Iterable[dict[str, Any]]) -> dict[str, DocumentInfo]:
+    """Fold chunk payloads into one DocumentInfo per doc_id (shared by every engine)."""
+    docs: dict[str, DocumentInfo] = {}
+    for p in payloads:
+        doc_id = p.get("doc_id")
+        if doc_id is None:
+            continue
+        info = docs.get(doc_id)
+        if info is None:
+            info = docs[doc_id] = DocumentInfo(
+                doc_id=doc_id,
+                content_hash=p.get("content_hash"),
+                source=p.get("source", ""),
+                groups=list(p.get("groups") or []),
+                chunks=0,
+                expected_chunks=int(p.get("chunk_count") or 0),
+                pages=0,
+                title=p.get("title"),
+            )
+        info.chunks += 1
+        info.hashes.add(p.get("content_hash"))
+        info.pages = max(info.pages, int(p.get("page") or 0))
+    for info in docs.values():
+        if len(info.hashes) > 1:
+            info.content_hash = None
+    return docs
+
+
+class VectorStore(ABC):
+    """What the application needs from a vector store."""
+
+    dim: int
+
+    @abstractmethod
+    def upsert(self, points: Sequence[StorePoint]) -> None:
+        """Insert or replace points. Validates sizes and payloads before writing anything."""
+
+    @abstractmethod
+    def delete_document(self, doc_id: str, keep_hash: str | None = None) -> None:
+        """Delete a document's points; with keep_hash, only those of other versions."""
+
+    @abstractmethod
+    def set_payload(self, doc_id: str, values: dict[str, Any]) -> None:
+        """Update payload fields (e.g. groups) of every point of a document, no re-embedding."""
+
+    @abstractmethod
+    def documents(self, flt: StoreFilter | None = None) -> dict[str, DocumentInfo]:
+        """Every document with its content hash and chunk count."""
+
+    @abstractmethod
+    def query(
+        self,
+        dense: Sequence[float] | None,
+        sparse: SparseVector | None,
+        *,
+        limit: int,
+        flt: StoreFilter | None = None,
+        mode: QueryMode = "hybrid",
+        prefetch_limit: int = 50,
+        rrf_k: int = 60,
+        hnsw_ef: int | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        """Best points first. Hybrid fuses dense and sparse rankings with RRF inside the engine."""
+
+    @abstractmethod
+    def scroll(self, flt: StoreFilter | None = None, limit: int = 1000) -> list[Hit]:
+        """Points matching a filter in id order (score 0), e.g. a document's chunks."""
+
+    @abstractmethod
+    def count(self, flt: StoreFilter | None = None) -> int:
+        """Number of points matching the filter."""
+
+    @abstractmethod
+    def optimize(self) -> None:
+        """Build indexes (HNSW) after a batch of writes; blocks."""
+
+    @abstractmethod
+    def flush(self) -> None: ...
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    def __enter__(self) -> VectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
