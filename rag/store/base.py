@@ -154,6 +154,7 @@ class VectorStore(ABC):
         mode: QueryMode = "hybrid",
         prefetch_limit: int = 50,
         rrf_k: int = 60,
+        rrf_weights: Sequence[float] | None = None,
         hnsw_ef: int | None = None,
         exact: bool = False,
     ) -> list[Hit]:

@@ -1,0 +1,224 @@
+"""Qdrant Edge: the real Qdrant engine embedded in this process (the default store).
+
+One shard folder under the data folder. Writes go to a write-ahead log, so a hard
+kill loses nothing that `upsert` returned. HNSW is built by `optimize()`, which
+ingestion calls once at the end of a run rather than per batch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import qdrant_edge as qe
+
+from rag.store.base import (
+    DOCUMENT_FIELDS,
+    INDEXED_FIELDS,
+    DocumentInfo,
+    Hit,
+    QueryMode,
+    SparseVector,
+    StoreCorrupt,
+    StoreError,
+    StoreFilter,
+    StorePoint,
+    VectorStore,
+    aggregate_documents,
+)
+from rag.store.common import META_FILE, FolderLock, StoreMeta, validate_points
+
+DENSE = "dense"
+SPARSE = "bm25"
+_SCROLL_PAGE = 2048
+
+
+def _to_filter(flt: StoreFilter | None) -> qe.Filter | None:
+    if flt is None:
+        return None
+    must: list[Any] = []
+    if flt.groups is not None:
+        must.append(qe.FieldCondition(key="groups", match=qe.MatchAny(any=list(flt.groups))))
+    if flt.doc_ids is not None:
+        must.append(qe.FieldCondition(key="doc_id", match=qe.MatchAny(any=list(flt.doc_ids))))
+    return qe.Filter(must=must) if must else None
+
+
+def _doc_filter(doc_id: str, keep_hash: str | None = None) -> qe.Filter:
+    must_not = None
+    if keep_hash is not None:
+        must_not = [qe.FieldCondition(key="content_hash", match=qe.MatchValue(keep_hash))]
+    return qe.Filter(
+        must=[qe.FieldCondition(key="doc_id", match=qe.MatchValue(doc_id))], must_not=must_not
+    )
+
+
+def _explain_open_error(path: Path, exc: Exception) -> StoreError:
+    text = str(exc)
+    return StoreCorrupt(f"The store at {path} could not be opened ({text}). It may be corrupt: "
+                        "restore it from a backup or move it away and re-ingest.")
+
+
+class EdgeStore(VectorStore):
+    def __init__(
+        self,
+        path: Path,
+        dim: int,
+        *,
+        create: bool = True,
+        hnsw_m: int = 16,
+        hnsw_ef_construct: int = 100,
+        hnsw_ef: int = 128,
+    ) -> None:
+        self.path = Path(path)
+        self.dim = dim
+        self.hnsw_ef = hnsw_ef
+        if not create and not (self.path / META_FILE).exists():
+            StoreMeta.check_or_create(self.path, backend="edge", dim=dim, create=False)
+        self._lock = FolderLock(self.path)
+        shard_dir = self.path / "shard"
+        try:
+            StoreMeta.check_or_create(self.path, backend="edge", dim=dim, create=create)
+            if shard_dir.exists() and any(shard_dir.iterdir()):
+                self._shard = qe.EdgeShard.load(str(shard_dir))
+            else:
+                config = qe.EdgeConfig(
+                    vectors={DENSE: qe.EdgeVectorParams(size=dim, distance=qe.Distance.Cosine)},
+                    sparse_vectors={SPARSE: qe.EdgeSparseVectorParams(modifier=qe.Modifier.Idf)},
+                    hnsw_config=qe.HnswIndexConfig(
+                        m=hnsw_m, ef_construct=hnsw_ef_construct, full_scan_threshold=10_000
+                    ),
+                )
+                self._shard = qe.EdgeShard.create(str(shard_dir), config)
+                for name in INDEXED_FIELDS:
+                    self._shard.update(
+                        qe.UpdateOperation.create_field_index(name, qe.PayloadSchemaType.Keyword)
+                    )
+        except StoreError:
+            self._lock.release()
+            raise
+        except Exception as exc:  # the engine raises plain RuntimeError/OSError with Rust text
+            self._lock.release()
+            raise _explain_open_error(self.path, exc) from None
+        self._closed = False
+
+    # --- writes -----------------------------------------------------------------
+    def upsert(self, points: Sequence[StorePoint]) -> None:
+        if not points:
+            return
+        validate_points(points, self.dim)
+        edge_points = [
+            qe.Point(
+                p.id,
+                {
+                    DENSE: [float(x) for x in p.dense],
+                    SPARSE: qe.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
+                },
+                p.payload,
+            )
+            for p in points
+        ]
+        self._shard.update(qe.UpdateOperation.upsert_points(edge_points))
+
+    def delete_document(self, doc_id: str, keep_hash: str | None = None) -> None:
+        self._shard.update(qe.UpdateOperation.delete_points_by_filter(_doc_filter(doc_id, keep_hash)))
+
+    def set_payload(self, doc_id: str, values: dict[str, Any]) -> None:
+        self._shard.update(qe.UpdateOperation.set_payload_by_filter(_doc_filter(doc_id), values))
+
+    # --- reads ------------------------------------------------------------------
+    def _scroll_all(self, flt: StoreFilter | None, fields: list[str] | bool, limit: int | None):
+        edge_filter = _to_filter(flt)
+        offset = None
+        got = 0
+        while True:
+            page = _SCROLL_PAGE if limit is None else min(_SCROLL_PAGE, limit - got)
+            records, offset = self._shard.scroll(
+                qe.ScrollRequest(offset=offset, limit=page, filter=edge_filter, with_payload=fields)
+            )
+            yield from records
+            got += len(records)
+            if offset is None or not records or (limit is not None and got >= limit):
+                return
+
+    def documents(self, flt: StoreFilter | None = None) -> dict[str, DocumentInfo]:
+        if flt is not None and flt.matches_nothing:
+            return {}
+        return aggregate_documents(r.payload or {} for r in self._scroll_all(flt, DOCUMENT_FIELDS, None))
+
+    def scroll(self, flt: StoreFilter | None = None, limit: int = 1000) -> list[Hit]:
+        if flt is not None and flt.matches_nothing:
+            return []
+        return [Hit(str(r.id), 0.0, r.payload or {}) for r in self._scroll_all(flt, True, limit)]
+
+    def count(self, flt: StoreFilter | None = None) -> int:
+        if flt is not None and flt.matches_nothing:
+            return 0
+        return self._shard.count(qe.CountRequest(filter=_to_filter(flt), exact=True))
+
+    def query(
+        self,
+        dense: Sequence[float] | None,
+        sparse: SparseVector | None,
+        *,
+        limit: int,
+        flt: StoreFilter | None = None,
+        mode: QueryMode = "hybrid",
+        prefetch_limit: int = 50,
+        rrf_k: int = 60,
+        rrf_weights: Sequence[float] | None = None,
+        hnsw_ef: int | None = None,
+        exact: bool = False,
+    ) -> list[Hit]:
+        if flt is not None and flt.matches_nothing:
+            return []
+        edge_filter = _to_filter(flt)
+        params = qe.SearchParams(hnsw_ef=hnsw_ef or self.hnsw_ef, exact=exact)
+        dense_q = sparse_q = None
+        if mode in ("hybrid", "dense"):
+            if dense is None:
+                raise StoreError("a dense query vector is required for this mode")
+            if len(dense) != self.dim:
+                raise StoreError(f"query vector has {len(dense)} dimensions, the store expects {self.dim}")
+            dense_q = qe.Query.Nearest([float(x) for x in dense], using=DENSE)
+        if mode in ("hybrid", "sparse"):
+            if sparse is None:
+                raise StoreError("a sparse query vector is required for this mode")
+            sparse_q = qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE)
+        if mode == "hybrid":
+            request = qe.QueryRequest(
+                limit=limit,
+                prefetches=[
+                    qe.Prefetch(limit=prefetch_limit, query=dense_q, filter=edge_filter, params=params),
+                    qe.Prefetch(limit=prefetch_limit, query=sparse_q, filter=edge_filter),
+                ],
+                query=qe.Fusion.Rrf(k=rrf_k, weights=list(rrf_weights) if rrf_weights else None),
+                filter=edge_filter,
+                with_payload=True,
+            )
+        else:
+            if mode == "sparse" and not sparse.indices:
+                return []
+            request = qe.QueryRequest(
+                limit=limit,
+                query=dense_q if mode == "dense" else sparse_q,
+                filter=edge_filter,
+                params=params,
+                with_payload=True,
+            )
+        return [Hit(str(p.id), float(p.score), p.payload or {}) for p in self._shard.query(request)]
+
+    # --- maintenance ------------------------------------------------------------
+    def optimize(self) -> None:
+        self._shard.optimize()
+
+    def flush(self) -> None:
+        self._shard.flush()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._shard.flush()
+            self._shard.close()
+            self._lock.release()
