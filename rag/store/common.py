@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import fcntl
 import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+
+import numpy as np
 
 from rag.store.base import StoreCorrupt, StoreError, StoreLocked, StorePoint
 
@@ -17,21 +18,30 @@ META_FILE = "store.json"
 LOCK_FILE = ".lock"
 
 
-def validate_points(points: Sequence[StorePoint], dim: int) -> None:
-    """Reject a whole batch before anything is written, naming the first bad point."""
+def validate_points(points: Sequence[StorePoint], dim: int) -> list[list[float]]:
+    """Reject a whole batch before anything is written, naming the first bad point.
+
+    Returns the dense vectors as plain float lists, the form both engines take."""
     for p in points:
         if len(p.dense) != dim:
             raise StoreError(
                 f"point {p.id}: vector has {len(p.dense)} dimensions, the store expects {dim}"
             )
-        if not all(math.isfinite(float(x)) for x in p.dense):
-            raise StoreError(f"point {p.id}: vector contains NaN or infinity")
+    try:
+        matrix = np.asarray([p.dense for p in points], dtype=np.float32)
+    except (TypeError, ValueError) as exc:
+        raise StoreError(f"a vector holds something that is not a number ({exc})") from None
+    finite = np.isfinite(matrix).all(axis=1)
+    if not finite.all():
+        raise StoreError(f"point {points[int(np.argmin(finite))].id}: vector contains NaN or infinity")
+    for p in points:
         if len(p.sparse.indices) != len(p.sparse.values):
             raise StoreError(f"point {p.id}: sparse vector indices and values differ in length")
         try:
             json.dumps(p.payload, allow_nan=False)
         except (TypeError, ValueError) as exc:
             raise StoreError(f"point {p.id}: payload is not JSON-serialisable ({exc})") from None
+    return matrix.tolist()
 
 
 @dataclass

@@ -107,17 +107,17 @@ class EdgeStore(VectorStore):
     def upsert(self, points: Sequence[StorePoint]) -> None:
         if not points:
             return
-        validate_points(points, self.dim)
+        dense = validate_points(points, self.dim)
         edge_points = [
             qe.Point(
                 p.id,
                 {
-                    DENSE: [float(x) for x in p.dense],
+                    DENSE: vector,
                     SPARSE: qe.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
                 },
                 p.payload,
             )
-            for p in points
+            for p, vector in zip(points, dense)
         ]
         self._shard.update(qe.UpdateOperation.upsert_points(edge_points))
 

@@ -141,19 +141,19 @@ class QdrantClientStore(VectorStore):
     def upsert(self, points: Sequence[StorePoint]) -> None:
         if not points:
             return
-        validate_points(points, self.dim)
+        dense = validate_points(points, self.dim)
         self.client.upsert(
             self.collection,
             points=[
                 models.PointStruct(
                     id=p.id,
                     vector={
-                        DENSE: [float(x) for x in p.dense],
+                        DENSE: vector,
                         SPARSE: models.SparseVector(indices=p.sparse.indices, values=p.sparse.values),
                     },
                     payload=p.payload,
                 )
-                for p in points
+                for p, vector in zip(points, dense)
             ],
             wait=True,
         )
