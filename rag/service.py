@@ -1,0 +1,62 @@
+"""The application's composition root: one object that owns the store, the embedder and the
+model client, and offers every use case. The CLI, the API and the evaluation all go through
+it, so each feature is written once.
+
+`groups=None` means "no access filter" (an admin or the local CLI operator); a list of
+groups restricts every read to documents sharing at least one of them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import cached_property
+
+from rag.settings import Settings
+from rag.store.base import DocumentInfo, StoreFilter, VectorStore
+from rag.store.factory import open_store
+
+
+def access_filter(groups: Sequence[str] | None, doc_ids: Sequence[str] | None = None) -> StoreFilter | None:
+    """The store filter for a principal's groups (None = unrestricted)."""
+    if groups is None and doc_ids is None:
+        return None
+    return StoreFilter(groups=list(groups) if groups is not None else None,
+                       doc_ids=list(doc_ids) if doc_ids is not None else None)
+
+
+class RagService:
+    def __init__(self, settings: Settings, *, create_store: bool = True) -> None:
+        self.settings = settings
+        self.store: VectorStore = open_store(settings, create=create_store)
+        # Writers (ingestion, deletes) take this lock; reads go straight to the engine.
+        self.write_lock = threading.RLock()
+
+    # --- components, built on first use ------------------------------------------
+    @cached_property
+    def embedder(self):
+        from rag.embedding import Embedder
+
+        return Embedder(self.settings)
+
+    @cached_property
+    def llm(self):
+        from rag.llm import LLMClient
+
+        return LLMClient(self.settings)
+
+    # --- documents ------------------------------------------------------------------
+    def documents(self, groups: Sequence[str] | None = None) -> dict[str, DocumentInfo]:
+        return self.store.documents(access_filter(groups))
+
+    def document(self, doc_id: str, groups: Sequence[str] | None = None) -> DocumentInfo | None:
+        """One document if it exists and the principal may see it (else None: no existence leak)."""
+        return self.store.documents(access_filter(groups, [doc_id])).get(doc_id)
+
+    def delete_document(self, doc_id: str) -> None:
+        with self.write_lock:
+            self.store.delete_document(doc_id)
+            self.store.flush()
+
+    def close(self) -> None:
+        self.store.close()
