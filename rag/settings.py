@@ -68,8 +68,16 @@ class Settings(BaseSettings):
     top_k: int = Field(5, ge=1, le=100)
     prefetch_k: int = Field(50, ge=1, description="Candidates per branch before RRF fusion.")
     rrf_k: int = Field(60, ge=1)
+    hybrid_dense_weight: float = Field(1.0, ge=0, description="RRF weight of the dense (MiniLM) ranking.")
+    hybrid_sparse_weight: float = Field(1.0, ge=0, description="RRF weight of the sparse (BM25) ranking.")
     score_threshold: float = Field(
-        0.0, description="Minimum fused score; below it the answer is 'not found'."
+        0.0,
+        description="Minimum relevance: the cosine similarity (-1..1) between the question and the "
+        "closest passage the asker may see. Below it the answer is 'not found' and the model is "
+        "not called. RRF scores are ranks, not relevance, so every mode is gated on this. 0 = off.",
+    )
+    max_question_chars: int = Field(
+        4000, ge=16, description="Longer questions are refused with a clear error (not truncated)."
     )
     reranker_model: str | None = Field(None, description="Path of a cross-encoder; off when empty.")
     rerank_top_n: int = Field(20, ge=1)
