@@ -45,6 +45,15 @@ class RagService:
 
         return LLMClient(self.settings)
 
+    # --- ingestion --------------------------------------------------------------------
+    def ingest(self, paths, *, groups=None, groups_file=None, prune=False, dry_run=False, progress=None):
+        """Run the ingestion pipeline into this service's store; returns an IngestReport."""
+        from ingest.pipeline import IngestPipeline
+
+        pipeline = IngestPipeline(self.settings, self.store, self.embedder, self.write_lock)
+        return pipeline.run(paths, groups=groups, groups_file=groups_file, prune=prune,
+                            dry_run=dry_run, progress=progress)
+
     # --- documents ------------------------------------------------------------------
     def documents(self, groups: Sequence[str] | None = None) -> dict[str, DocumentInfo]:
         return self.store.documents(access_filter(groups))

@@ -22,7 +22,7 @@ QueryMode = Literal["hybrid", "dense", "sparse"]
 # Payload fields that get keyword indexes (the access filter and per-document operations).
 INDEXED_FIELDS = ("groups", "doc_id")
 # Fields read when listing documents (keeps scrolls light).
-DOCUMENT_FIELDS = ["doc_id", "content_hash", "source", "groups", "chunk_count", "page", "title"]
+DOCUMENT_FIELDS = ["doc_id", "content_hash", "source", "path", "groups", "chunk_count", "page", "title"]
 
 
 class StoreError(RuntimeError):
@@ -68,6 +68,7 @@ class DocumentInfo:
     expected_chunks: int  # chunk_count written with them; differs after an interrupted run
     pages: int
     title: str | None = None
+    path: str | None = None  # where the original file was read from (downloads, --prune)
     hashes: set[str] = field(default_factory=set)
 
     @property
@@ -112,6 +113,7 @@ def aggregate_documents(payloads: Iterable[dict[str, Any]]) -> dict[str, Documen
                 expected_chunks=int(p.get("chunk_count") or 0),
                 pages=0,
                 title=p.get("title"),
+                path=p.get("path"),
             )
         info.chunks += 1
         info.hashes.add(p.get("content_hash"))
