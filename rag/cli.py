@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 import typer
@@ -45,6 +46,46 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+@app.command()
+def ingest(
+    paths: list[Path] = typer.Argument(..., help="Files or folders to ingest."),
+    prune: bool = typer.Option(False, help="Delete stored documents under these folders whose files are gone."),
+    groups_file: Path | None = typer.Option(None, help="YAML: glob -> list of groups (see README)."),
+    dry_run: bool = typer.Option(False, help="Show what would change without writing anything."),
+    as_json: bool = typer.Option(False, "--json", help="Print a machine-readable report."),
+) -> None:
+    """Parse, chunk, embed and store documents; only new and changed files cost work.
+
+    Exit status: 0 when every file succeeded, 2 when some files failed (each with its
+    reason in the summary), 1 on a fatal error (e.g. the store cannot be opened).
+    """
+    from rich.console import Console
+
+    from ingest.groups import GroupsFileError
+    from ingest.progress import print_summary, progress_bar
+    from rag.service import RagService
+    from rag.settings import get_settings
+    from rag.store.base import StoreError
+
+    console = Console(stderr=True)
+    try:
+        service = RagService(get_settings())
+    except StoreError as exc:
+        fail(str(exc))
+    try:
+        with progress_bar(console if not as_json else Console(stderr=True, force_terminal=False)) as on_event:
+            report = service.ingest(paths, groups_file=groups_file, prune=prune, dry_run=dry_run, progress=on_event)
+    except (GroupsFileError, StoreError) as exc:
+        fail(str(exc))
+    finally:
+        service.close()
+    if as_json:
+        emit(report.model_dump() | {"summary": report.summary()}, True)
+    else:
+        print_summary(report, Console())
+    raise typer.Exit(report.exit_code)
+
+
 @bench_app.command("store")
 def bench_store(
     points: int = typer.Option(10_000, help="Number of random 384-d points."),
@@ -56,6 +97,23 @@ def bench_store(
     from rag.bench.store import run_store_benchmark
 
     emit(run_store_benchmark(points=points, local_max=local_max, n_queries=queries), as_json)
+
+
+@bench_app.command("llm")
+def bench_llm(
+    requests: int = typer.Option(20, help="Measured requests for our client and for the httpx baseline each."),
+    max_tokens: int = typer.Option(128, help="Answer length per request."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Cold start, time to first token, tokens/s and memory of the LLM server; client vs. raw HTTP."""
+    from rag.bench.llm import run_llm_benchmark
+    from rag.llm_server import LLMServerError
+    from rag.settings import get_settings
+
+    try:
+        emit(run_llm_benchmark(get_settings(), requests=requests, max_tokens=max_tokens), as_json)
+    except (LLMServerError, RuntimeError) as exc:
+        fail(str(exc))
 
 
 @llm_app.command("install")
