@@ -22,6 +22,10 @@ class RetrievedChunk(BaseModel):
     text: str
     snippet: str = Field(description="A short excerpt of the passage for display.")
     groups: list[str] = []
+    title: str | None = None
+    relevance: float | None = Field(
+        None, description="Cosine similarity of question and passage (dense embedding), when known."
+    )
 
 
 class Citation(BaseModel):
@@ -34,6 +38,9 @@ class Citation(BaseModel):
     heading: str | None = None
     snippet: str
     score: float
+    inferred: bool = Field(
+        False, description="The model cited nothing; this source was picked by its word overlap with the answer."
+    )
 
 
 class Timings(BaseModel):
@@ -53,6 +60,9 @@ class SearchResult(BaseModel):
     chunks: list[RetrievedChunk]
     mode: str
     timings: Timings
+    best_relevance: float | None = Field(
+        None, description="Highest cosine similarity of the question to any passage the asker may see."
+    )
 
 
 class ConversationTurn(BaseModel):

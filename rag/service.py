@@ -54,6 +54,34 @@ class RagService:
         return pipeline.run(paths, groups=groups, groups_file=groups_file, prune=prune,
                             dry_run=dry_run, progress=progress)
 
+    @cached_property
+    def retriever(self):
+        from rag.retrieval import Retriever
+
+        return Retriever(self.settings, self.store, self.embedder)
+
+    @cached_property
+    def answerer(self):
+        from rag.answer import Answerer
+
+        return Answerer(self.settings, self.retriever, self.llm)
+
+    # --- questions ------------------------------------------------------------------
+    def search(self, question: str, groups: Sequence[str] | None = None, top_k: int | None = None,
+               mode: str | None = None, doc_ids: Sequence[str] | None = None):
+        """The best passages the principal may see (SearchResult); bad input raises QuestionError."""
+        return self.retriever.search(question, access_filter(groups, doc_ids), top_k=top_k, mode=mode)
+
+    def ask(self, question: str, groups: Sequence[str] | None = None, conversation=None,
+            top_k: int | None = None, doc_ids: Sequence[str] | None = None):
+        """A grounded Answer with citations (status answered / not_found / llm_unavailable)."""
+        return self.answerer.ask(question, access_filter(groups, doc_ids), conversation, top_k)
+
+    def ask_stream(self, question: str, groups: Sequence[str] | None = None, conversation=None,
+                   top_k: int | None = None, doc_ids: Sequence[str] | None = None):
+        """Token events, then one final event with the Answer; closing the iterator cancels generation."""
+        return self.answerer.ask_stream(question, access_filter(groups, doc_ids), conversation, top_k)
+
     # --- documents ------------------------------------------------------------------
     def documents(self, groups: Sequence[str] | None = None) -> dict[str, DocumentInfo]:
         return self.store.documents(access_filter(groups))

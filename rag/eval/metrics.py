@@ -1,0 +1,174 @@
+"""Evaluation metrics, written out so their exact definitions are visible.
+
+Ranking metrics follow trec_eval / BEIR (pytrec_eval): linear gain ``rel / log2(rank + 1)``,
+only judgments with rel > 0 count as relevant. Answer metrics need no LLM judge: numbers
+are normalised and compared within 1 %, other answers by token F1.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Mapping, Sequence
+
+# --- Ranking -------------------------------------------------------------------------------
+
+
+def ndcg_at_k(ranked: Sequence[str], qrels: Mapping[str, int], k: int) -> float:
+    """Normalised discounted cumulative gain of the first k ids."""
+    gains = sorted((r for r in qrels.values() if r > 0), reverse=True)[:k]
+    ideal = sum(g / math.log2(i + 2) for i, g in enumerate(gains))
+    if ideal == 0:
+        return 0.0
+    dcg = sum(qrels.get(doc, 0) / math.log2(i + 2) for i, doc in enumerate(ranked[:k]) if qrels.get(doc, 0) > 0)
+    return dcg / ideal
+
+
+def recall_at_k(ranked: Sequence[str], qrels: Mapping[str, int], k: int) -> float:
+    relevant = {d for d, r in qrels.items() if r > 0}
+    if not relevant:
+        return 0.0
+    return len(relevant & set(ranked[:k])) / len(relevant)
+
+
+def mrr_at_k(ranked: Sequence[str], qrels: Mapping[str, int], k: int) -> float:
+    for i, doc in enumerate(ranked[:k]):
+        if qrels.get(doc, 0) > 0:
+            return 1.0 / (i + 1)
+    return 0.0
+
+
+RANKING_METRICS = {
+    "ndcg@10": lambda r, q: ndcg_at_k(r, q, 10),
+    "recall@10": lambda r, q: recall_at_k(r, q, 10),
+    "recall@100": lambda r, q: recall_at_k(r, q, 100),
+    "mrr@10": lambda r, q: mrr_at_k(r, q, 10),
+}
+
+
+def ranking_scores(ranked: Sequence[str], qrels: Mapping[str, int]) -> dict[str, float]:
+    return {name: fn(ranked, qrels) for name, fn in RANKING_METRICS.items()}
+
+
+def mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else 0.0
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile (q in 0..100), like numpy's default."""
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low = math.floor(pos)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def latency_summary(seconds: Sequence[float]) -> dict[str, float]:
+    return {
+        "p50_ms": percentile(seconds, 50) * 1000,
+        "p95_ms": percentile(seconds, 95) * 1000,
+        "p99_ms": percentile(seconds, 99) * 1000,
+        "mean_ms": mean(seconds) * 1000,
+    }
+
+
+def aggregate_to_documents(chunk_ranking: Sequence[tuple[str, float]], limit: int) -> list[str]:
+    """Chunk hits (doc id, score), best first -> document ids ranked by their best chunk."""
+    seen: dict[str, None] = {}
+    for doc, _score in chunk_ranking:
+        seen.setdefault(doc, None)
+        if len(seen) == limit:
+            break
+    return list(seen)
+
+
+# --- Answers -------------------------------------------------------------------------------
+
+_SCALES = {
+    "thousand": 1e3, "thousands": 1e3, "k": 1e3,
+    "million": 1e6, "millions": 1e6, "mn": 1e6, "m": 1e6, "mm": 1e6,
+    "billion": 1e9, "billions": 1e9, "bn": 1e9, "b": 1e9,
+    "trillion": 1e12, "trillions": 1e12, "tn": 1e12,
+}
+_NUMBER = re.compile(
+    r"(?P<neg>-|\()?\s*(?P<cur>\$)?\s*(?P<num>\d[\d,]*(?:\.\d+)?|\.\d+)\s*"
+    r"(?P<pct>%|percent\b)?\s*(?P<scale>(?:thousands?|millions?|billions?|trillions?|mn|bn|tn|mm|[kmb])(?![a-z]))?",
+    re.IGNORECASE,
+)
+
+
+def numbers_in(text: str, *, skip_years: bool = True) -> list[set[float]]:
+    """Every number in ``text`` as the set of values it may stand for.
+
+    "$1,577 million" may be compared with "1577" or "1577000000"; "12.5%" with "0.125".
+    Bare four-digit years (1900-2100) are skipped: they say when, not how much.
+    """
+    found = []
+    for m in _NUMBER.finditer(text):
+        raw = m.group("num").replace(",", "")
+        try:
+            value = float(raw)
+        except ValueError:
+            continue
+        plain = not (m.group("cur") or m.group("pct") or m.group("scale") or "." in raw)
+        if skip_years and plain and 1900 <= value <= 2100 and len(raw) == 4:
+            continue
+        if m.group("neg") and m.group("neg") == "-":
+            value = -value
+        values = {value, abs(value)}
+        scale = (m.group("scale") or "").lower()
+        if scale in _SCALES:
+            values |= {v * _SCALES[scale] for v in list(values)}
+        if m.group("pct"):
+            values |= {v / 100 for v in list(values)}
+        found.append(values)
+    return found
+
+
+def close(a: float, b: float, rel: float = 0.01) -> bool:
+    if a == b:
+        return True
+    return abs(a - b) <= rel * max(abs(a), abs(b))
+
+
+def numeric_match(answer: str, gold: str) -> float | None:
+    """Share of the gold answer's numbers that the answer states (within 1 %); None if gold has none."""
+    gold_numbers = numbers_in(gold)
+    if not gold_numbers:
+        return None
+    answer_numbers = numbers_in(answer)
+    hits = sum(
+        1 for g in gold_numbers if any(close(x, y) for a in answer_numbers for x in a for y in g)
+    )
+    return hits / len(gold_numbers)
+
+
+def tokens(text: str) -> list[str]:
+    return re.findall(r"\w+", text.lower())
+
+
+def token_f1(answer: str, gold: str) -> float:
+    pred, ref = Counter(tokens(answer)), Counter(tokens(gold))
+    common = sum((pred & ref).values())
+    if common == 0:
+        return 0.0
+    precision = common / sum(pred.values())
+    recall = common / sum(ref.values())
+    return 2 * precision * recall / (precision + recall)
+
+
+# Correct = at least half of the gold numbers stated, or (no gold numbers) token F1 >= 0.5.
+NUMERIC_CORRECT = 0.5
+F1_CORRECT = 0.5
+
+
+def answer_correctness(answer: str, gold: str) -> dict:
+    """{"method": "numeric"|"f1", "score": 0..1, "correct": bool}."""
+    share = numeric_match(answer, gold)
+    if share is not None:
+        return {"method": "numeric", "score": share, "correct": share >= NUMERIC_CORRECT}
+    f1 = token_f1(answer, gold)
+    return {"method": "f1", "score": f1, "correct": f1 >= F1_CORRECT}

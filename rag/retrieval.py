@@ -1,0 +1,214 @@
+"""Retrieval: a question and the asker's groups in, the best passages out.
+
+* Hybrid by default: the dense (MiniLM) and sparse (BM25) rankings are fused with
+  weighted reciprocal rank fusion inside the store. ``dense`` and ``sparse`` alone
+  are there for comparison and for the evaluation.
+* The access filter (the asker's groups, optionally some documents) is part of the
+  store query itself, so passages the asker may not see are never even candidates.
+* An optional cross-encoder re-orders the first ``rerank_top_n`` candidates.
+* Every result also carries the question's *relevance*: the cosine similarity of the
+  closest passage the asker may see. RRF scores are ranks, not relevance, so the
+  answer layer's "not found" gate (``score_threshold``) uses this in every mode.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from functools import cached_property
+
+from rag.schema import RetrievedChunk, SearchResult, Timings
+from rag.settings import Settings
+from rag.sparse import encode_query
+from rag.store.base import Hit, StoreFilter, VectorStore
+
+MODES = ("hybrid", "dense", "sparse")
+SNIPPET_CHARS = 240
+
+
+class QuestionError(ValueError):
+    """A question (or search option) that cannot be served, explained in one sentence."""
+
+
+def validate_question(question: str | None, max_chars: int) -> str:
+    """The question, trimmed; a clear error when it is empty or too long.
+
+    Too long is refused rather than truncated: a cut question silently means
+    something else, and the caller can shorten it knowingly.
+    """
+    text = (question or "").replace("\x00", "").strip()
+    if not text:
+        raise QuestionError("The question is empty; type a question.")
+    if len(text) > max_chars:
+        raise QuestionError(
+            f"The question is {len(text):,} characters long; the limit is {max_chars:,} "
+            "(RAG_MAX_QUESTION_CHARS). Shorten it."
+        )
+    return text
+
+
+def validate_top_k(top_k: int | None, default: int) -> int:
+    top_k = default if top_k is None else top_k
+    if not 1 <= top_k <= 100:
+        raise QuestionError(f"top_k must be between 1 and 100, not {top_k}.")
+    return top_k
+
+
+def heading_text(heading) -> str | None:
+    """Headings are stored as one 'A > B' string; accept a list too."""
+    if not heading:
+        return None
+    if isinstance(heading, (list, tuple)):
+        return " > ".join(str(h) for h in heading if h) or None
+    return str(heading)
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def make_snippet(text: str, question: str, width: int = SNIPPET_CHARS) -> str:
+    """A short excerpt of ``text`` around the first place it shares a word with the question."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    words = {w.lower() for w in _WORD.findall(question) if len(w) > 3}
+    start = 0
+    for match in _WORD.finditer(text):
+        if match.group().lower() in words:
+            start = max(0, match.start() - width // 4)
+            break
+    start = min(start, len(text) - width)
+    if start > 0:  # begin on a word boundary
+        space = text.find(" ", start)
+        start = space + 1 if 0 <= space < start + 20 else start
+    excerpt = text[start : start + width]
+    end_space = excerpt.rfind(" ")
+    if start + width < len(text) and end_space > width * 0.8:
+        excerpt = excerpt[:end_space]
+    return ("…" if start > 0 else "") + excerpt + ("…" if start + len(excerpt) < len(text) else "")
+
+
+def to_chunk(hit: Hit, question: str, relevance: float | None = None) -> RetrievedChunk:
+    p = hit.payload
+    text = p.get("text") or ""
+    page = p.get("page")
+    return RetrievedChunk(
+        id=hit.id,
+        score=hit.score,
+        doc_id=str(p.get("doc_id", "")),
+        source=str(p.get("source", "")),
+        page=int(page) if page is not None else None,
+        heading=heading_text(p.get("heading")),
+        text=text,
+        snippet=make_snippet(text, question),
+        groups=list(p.get("groups") or []),
+        title=p.get("title"),
+        relevance=relevance,
+    )
+
+
+class Reranker:
+    """A sentence-transformers cross-encoder loaded from a local folder (no download)."""
+
+    def __init__(self, model_path: str):
+        from pathlib import Path
+
+        if not Path(model_path).is_dir():
+            raise QuestionError(f"The reranker model folder {model_path} does not exist (RAG_RERANKER_MODEL).")
+        from sentence_transformers import CrossEncoder
+
+        self.model = CrossEncoder(model_path, device="cpu", local_files_only=True)
+
+    def scores(self, question: str, texts: Sequence[str]) -> list[float]:
+        if not texts:
+            return []
+        return [float(s) for s in self.model.predict([(question, t) for t in texts], show_progress_bar=False)]
+
+    def rerank(self, question: str, chunks: list[RetrievedChunk], top_k: int) -> list[RetrievedChunk]:
+        """The chunks re-ordered by the cross-encoder's score (which becomes their score)."""
+        scores = self.scores(question, [c.text for c in chunks])
+        ranked = sorted(zip(scores, range(len(chunks))), key=lambda pair: (-pair[0], pair[1]))
+        return [chunks[i].model_copy(update={"score": s}) for s, i in ranked[:top_k]]
+
+
+class Retriever:
+    def __init__(self, settings: Settings, store: VectorStore, embedder):
+        self.settings = settings
+        self.store = store
+        self.embedder = embedder
+
+    @cached_property
+    def reranker(self) -> Reranker | None:
+        path = self.settings.reranker_model
+        return Reranker(path) if path else None
+
+    def search(
+        self,
+        question: str,
+        flt: StoreFilter | None = None,
+        *,
+        top_k: int | None = None,
+        mode: str | None = None,
+    ) -> SearchResult:
+        """The ``top_k`` best passages the filter lets through, best first.
+
+        ``flt`` is the access filter (None = unrestricted); it is evaluated by the store.
+        """
+        s = self.settings
+        started = time.perf_counter()
+        question = validate_question(question, s.max_question_chars)
+        mode = mode or s.retrieval_mode
+        if mode not in MODES:
+            raise QuestionError(f"Unknown retrieval mode '{mode}'; use one of {', '.join(MODES)}.")
+        top_k = validate_top_k(top_k, s.top_k)
+        timings = Timings()
+
+        # The dense vector is needed for relevance in every mode, including sparse.
+        dense = self.embedder.embed_query(question)
+        sparse = encode_query(question) if mode != "dense" else None
+        timings.embed = time.perf_counter() - started
+
+        t = time.perf_counter()
+        reranker = self.reranker
+        candidates = max(top_k, s.rerank_top_n) if reranker else top_k
+        hits = self.store.query(
+            dense,
+            sparse,
+            limit=candidates,
+            flt=flt,
+            mode=mode,
+            prefetch_limit=max(s.prefetch_k, candidates),
+            rrf_k=s.rrf_k,
+            rrf_weights=[s.hybrid_dense_weight, s.hybrid_sparse_weight],
+        )
+        relevance = self._relevance(dense, hits, flt, mode)
+        timings.retrieve = time.perf_counter() - t
+
+        chunks = [to_chunk(h, question, relevance.get(h.id)) for h in hits]
+        if reranker and chunks:
+            t = time.perf_counter()
+            chunks = reranker.rerank(question, chunks, top_k)
+            timings.rerank = time.perf_counter() - t
+        chunks = chunks[:top_k]
+        timings.total = time.perf_counter() - started
+        return SearchResult(
+            query=question,
+            chunks=chunks,
+            mode=mode,
+            timings=timings,
+            best_relevance=max(relevance.values()) if relevance else None,
+        )
+
+    def _relevance(self, dense, hits: list[Hit], flt: StoreFilter | None, mode: str) -> dict[str, float]:
+        """Cosine similarity per point id for the closest visible passages.
+
+        Dense hits already carry it; otherwise one more (filtered, HNSW) dense query
+        finds it, which costs about a millisecond.
+        """
+        if mode == "dense":
+            return {h.id: h.score for h in hits}
+        nearest = self.store.query(
+            dense, None, limit=max(self.settings.prefetch_k, len(hits)), flt=flt, mode="dense"
+        )
+        return {h.id: h.score for h in nearest}
