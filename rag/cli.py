@@ -86,6 +86,104 @@ def ingest(
     raise typer.Exit(report.exit_code)
 
 
+def open_service():
+    """The service over the existing store (no store yet: a clear error, not an empty one)."""
+    from rag.service import RagService
+    from rag.settings import get_settings
+    from rag.store.base import StoreError
+
+    try:
+        return RagService(get_settings(), create_store=False)
+    except StoreError as exc:
+        fail(str(exc))
+
+
+def parse_groups(groups: str | None) -> list[str] | None:
+    """'g1,g2' -> ['g1', 'g2']; absent = unrestricted (the local operator)."""
+    if groups is None:
+        return None
+    return [g.strip() for g in groups.split(",") if g.strip()]
+
+
+@app.command()
+def search(
+    question: str = typer.Argument(..., help="What to look for."),
+    top_k: int | None = typer.Option(None, "--top-k", "-k", help="How many passages (default RAG_TOP_K)."),
+    groups: str | None = typer.Option(None, help="Search as a user of these groups (comma-separated)."),
+    mode: str | None = typer.Option(None, help="hybrid, dense or sparse (default RAG_RETRIEVAL_MODE)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Find the passages that best match a question (no language model involved)."""
+    from rich.console import Console
+
+    from rag.display import print_search
+    from rag.retrieval import QuestionError
+
+    service = open_service()
+    try:
+        result = service.search(question, parse_groups(groups), top_k=top_k, mode=mode)
+    except QuestionError as exc:
+        fail(str(exc), 2)
+    finally:
+        service.close()
+    if as_json:
+        emit(result.model_dump(), True)
+    else:
+        print_search(result, Console())
+
+
+@app.command()
+def ask(
+    question: str = typer.Argument(..., help="The question."),
+    top_k: int | None = typer.Option(None, "--top-k", "-k", help="How many passages to give the model."),
+    groups: str | None = typer.Option(None, help="Ask as a user of these groups (comma-separated)."),
+    stream: bool = typer.Option(False, "--stream", help="Print the answer as it is written."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output (with --stream: one event per line)."),
+) -> None:
+    """Answer a question from your documents, citing file and page.
+
+    Exit status: 0 answered or not found, 2 bad question, 3 language model unavailable.
+    """
+    from rich.console import Console
+
+    from rag.display import print_answer
+    from rag.llm import LLMRequestError
+    from rag.retrieval import QuestionError
+
+    console = Console()
+    service = open_service()
+    answer = None
+    try:
+        events = service.ask_stream(question, parse_groups(groups), top_k=top_k)
+        for event in events:
+            if event["type"] == "final":
+                answer = event["answer"]
+                if stream and as_json:
+                    event = {"type": "final", "answer": answer.model_dump()}
+            elif stream and not as_json:
+                console.print(event["text"], end="", highlight=False, markup=False)
+            if stream and as_json:
+                sys.stdout.write(json.dumps(event, default=str) + "\n")
+                sys.stdout.flush()
+    except QuestionError as exc:
+        fail(str(exc), 2)
+    except LLMRequestError as exc:
+        fail(str(exc))
+    except KeyboardInterrupt:
+        events.close()  # cancels the generation on the server
+        raise typer.Exit(130) from None
+    finally:
+        service.close()
+    if stream and not as_json and answer.status == "answered":
+        console.print()
+    if as_json and not stream:
+        emit(answer.model_dump(), True)
+    elif not as_json:
+        print_answer(answer, console, body=not stream)
+    if answer.status == "llm_unavailable":
+        raise typer.Exit(3)
+
+
 @bench_app.command("store")
 def bench_store(
     points: int = typer.Option(10_000, help="Number of random 384-d points."),
