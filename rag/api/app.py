@@ -17,7 +17,7 @@ from rag.api.errors import LastResort, install_error_handlers
 from rag.api.jobs import JobManager
 from rag.api.limits import BodyLimit
 from rag.api.metrics import ApiMetrics, MetricsMiddleware
-from rag.api.routers import documents, health, openai, query
+from rag.api.routers import documents, health, me, openai, query
 from rag.keys import KeyStore
 from rag.service import RagService
 from rag.settings import Settings
@@ -73,4 +73,5 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
     app.include_router(query.router)
     app.include_router(openai.router)
     app.include_router(documents.router)
+    app.include_router(me.router)
     return app
