@@ -290,5 +290,115 @@ def llm_logs(
         pass
 
 
+@app.command()
+def serve(
+    host: str | None = typer.Option(None, help="Interface to listen on (default RAG_API_HOST, 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="TCP port (default RAG_API_PORT, 8000)."),
+) -> None:
+    """Run the REST API (one process: it owns the embedded store). Keys: `rag keys create`."""
+    import uvicorn
+
+    from rag.api.app import create_app
+    from rag.service import RagService
+    from rag.settings import get_settings
+    from rag.store.base import StoreError
+
+    settings = get_settings()
+    try:
+        service = RagService(settings)
+    except StoreError as exc:
+        fail(str(exc))
+    try:
+        # One worker, always: a second process could not open the embedded store.
+        uvicorn.run(create_app(settings, service), host=host or settings.api_host, port=port or settings.api_port,
+                    workers=1, log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
+    finally:
+        service.close()
+
+
+@keys_app.command("create")
+def keys_create(
+    name: str = typer.Option(..., "--name", help="Who or what uses the key (unique among active keys)."),
+    groups: str = typer.Option("", "--groups", help="Comma-separated groups whose documents the key sees."),
+    admin: bool = typer.Option(False, "--admin", help="Sees every document; may use admin-only routes."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Create an API key. The key is printed ONCE; only its hash is stored."""
+    from rag.keys import KeyStore, KeyStoreError
+    from rag.settings import get_settings
+
+    try:
+        key, token = KeyStore.for_settings(get_settings()).create(name, groups, admin=admin)
+    except KeyStoreError as exc:
+        fail(str(exc))
+    if as_json:
+        emit(key.public() | {"key": token}, True)
+        return
+    typer.echo(f"Created key {key.id} '{key.name}' (groups: {', '.join(key.groups) or '-'}"
+               f"{', admin' if key.admin else ''}).")
+    typer.echo("Store it now; it is not shown again:")
+    typer.echo(token)
+
+
+@keys_app.command("list")
+def keys_list(as_json: bool = typer.Option(False, "--json", help="Machine-readable output.")) -> None:
+    """List API keys (ids, names, groups; never the keys or their hashes)."""
+    import datetime
+
+    from rag.keys import KeyStore, KeyStoreError
+    from rag.settings import get_settings
+
+    try:
+        keys = KeyStore.for_settings(get_settings()).list()
+    except KeyStoreError as exc:
+        fail(str(exc))
+    if as_json:
+        emit([k.public() for k in keys], True)
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("id", "name", "groups", "admin", "created", "state")
+    for k in keys:
+        created = datetime.datetime.fromtimestamp(k.created).strftime("%Y-%m-%d %H:%M")
+        table.add_row(k.id, k.name, ", ".join(k.groups), "yes" if k.admin else "", created,
+                      "revoked" if k.revoked else "active")
+    Console().print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(id_or_name: str = typer.Argument(..., help="The key's id or name.")) -> None:
+    """Revoke an API key (a running API stops accepting it at once)."""
+    from rag.keys import KeyStore, KeyStoreError
+    from rag.settings import get_settings
+
+    try:
+        key = KeyStore.for_settings(get_settings()).revoke(id_or_name)
+    except KeyStoreError as exc:
+        fail(str(exc))
+    typer.echo(f"Revoked key {key.id} '{key.name}'.")
+
+
+@bench_app.command("api")
+def bench_api(
+    clients: int = typer.Option(50, help="Concurrent clients."),
+    seconds: float = typer.Option(60.0, help="How long to drive load."),
+    url: str | None = typer.Option(None, help="A running API on loopback; default: start one here."),
+    key: str | None = typer.Option(None, envvar="RAG_BENCH_API_KEY", help="API key for --url (default: a temporary key)."),
+    query_share: float = typer.Option(0.5, help="Share of clients asking /v1/query (the rest search)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Load-test /v1/search and /v1/query: requests/s, p50/p95/p99 and errors per endpoint."""
+    from rag.bench.api import BenchError, run_api_benchmark
+    from rag.settings import get_settings
+
+    try:
+        result = run_api_benchmark(get_settings(), clients=clients, seconds=seconds, url=url, key=key,
+                                   query_share=query_share)
+    except BenchError as exc:
+        fail(str(exc))
+    emit(result, as_json)
+
+
 if __name__ == "__main__":
     app()

@@ -52,7 +52,7 @@ class ApiKey:
 
 
 def keys_file(settings: Settings) -> Path:
-    return settings.data_dir / "keys.json"
+    return settings.api_keys_file or settings.data_dir / "keys.json"
 
 
 def hash_token(token: str) -> str:

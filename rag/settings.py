@@ -112,6 +112,9 @@ class Settings(BaseSettings):
     api_max_upload_mb: float = Field(100.0, gt=0)
     api_max_body_kb: int = Field(256, gt=0, description="Limit for JSON request bodies.")
     api_request_timeout: float = Field(120.0, gt=0)
+    api_keys_file: Path | None = Field(
+        None, description="Where API keys (hashed) are kept; empty = <data_dir>/keys.json."
+    )
     ui_host: str = "127.0.0.1"
     ui_port: int = 8501
     log_level: str = "INFO"

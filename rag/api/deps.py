@@ -13,12 +13,3 @@ def service(request: Request) -> RagService:
         raise HTTPException(status_code=503, detail="The service is starting or stopping; retry shortly.")
     return svc
 
-
-def check_question(request: Request, text: str, field: str = "question") -> str:
-    """Questions are refused (not truncated) when blank or longer than the configured limit."""
-    limit = request.app.state.settings.max_question_chars
-    if not text.strip():
-        raise HTTPException(status_code=422, detail=f"Invalid request: {field}: must not be blank.")
-    if len(text) > limit:
-        raise HTTPException(status_code=422, detail=f"Invalid request: {field}: longer than {limit} characters.")
-    return text

@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.llm import LLMRequestError, LLMUnavailable
+from rag.retrieval import QuestionError
 from rag.store.base import StoreError
 
 log = logging.getLogger("rag.api")
@@ -60,6 +61,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
         message, errors = describe_validation(exc)
         return error_response(request.url.path, 422, message, errors=errors)
+
+    @app.exception_handler(QuestionError)
+    async def bad_question(request: Request, exc: QuestionError) -> JSONResponse:
+        return error_response(request.url.path, 422, str(exc))
 
     @app.exception_handler(LLMUnavailable)
     async def llm_down(request: Request, exc: LLMUnavailable) -> JSONResponse:

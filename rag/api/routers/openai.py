@@ -14,7 +14,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from rag.api.auth import Caller
-from rag.api.deps import check_question, service
+from rag.api.deps import service
 from rag.api.errors import error_response
 from rag.api.openai_protocol import (
     RAG_MODEL_ID,
@@ -40,12 +40,12 @@ FOOTNOTES_MARK = "\n\nSources:\n"
 STARTED = now()
 
 
-def split_messages(request: Request, body: ChatCompletionRequest) -> tuple[str, list[ConversationTurn]]:
+def split_messages(body: ChatCompletionRequest) -> tuple[str, list[ConversationTurn]]:
     """(question, conversation) from OpenAI messages."""
     turns = [m for m in body.messages if m.role in ("user", "assistant")]
     if not turns or turns[-1].role != "user" or not turns[-1].text.strip():
         raise HTTPException(status_code=422, detail="The last user/assistant message must be a non-empty user message.")
-    question = check_question(request, turns[-1].text, "messages")
+    question = turns[-1].text
     # Our own footnotes in earlier answers are not conversation content.
     conversation = [ConversationTurn(role=m.role, content=m.text.split(FOOTNOTES_MARK)[0]) for m in turns[:-1]]
     return question, conversation
@@ -56,6 +56,11 @@ def usage(svc: RagService, question: str, conversation: list[ConversationTurn], 
     messages = [{"role": t.role, "content": t.content} for t in conversation] + [{"role": "user", "content": question}]
     prompt, completion = svc.llm.count_tokens(messages), svc.llm.tokens.count(content)
     return Usage(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def reply_text(answer: Answer) -> str:
+    """The answer, or for 'not found' the explanation (OpenAI clients only show the content)."""
+    return answer.answer or answer.message or ""
 
 
 def unavailable(request: Request, answer: Answer) -> JSONResponse:
@@ -74,7 +79,7 @@ def models(caller: Caller) -> ModelList:
     responses={200: {"content": {"text/event-stream": {}}}},
 )
 async def chat_completions(body: ChatCompletionRequest, request: Request, caller: Caller, svc: Service):
-    question, conversation = split_messages(request, body)
+    question, conversation = split_messages(body)
     metrics = request.app.state.metrics
     cid, created = completion_id(), now()
 
@@ -83,7 +88,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
         metrics.answer(answer)
         if answer.status == "llm_unavailable":
             return unavailable(request, answer)
-        content = answer.answer + footnotes(answer.citations)
+        content = reply_text(answer) + footnotes(answer.citations)
         return ChatCompletion(
             id=cid, created=created, choices=[Choice(message=ChatMessageOut(content=content))],
             usage=await run_in_threadpool(usage, svc, question, conversation, content),
@@ -113,7 +118,7 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
         if answer.status == "llm_unavailable":  # the model failed mid-answer
             return out + render_error(answer.message or "the language model stopped")
         # A refusal ("not found") may come without tokens: send its text.
-        tail = ("" if streamed else answer.answer) + footnotes(answer.citations)
+        tail = ("" if streamed else reply_text(answer)) + footnotes(answer.citations)
         streamed.append(tail)
         out.append(sse(chunk(cid, created, {"content": tail})))
         cites = [c.model_dump(mode="json") for c in answer.citations]
