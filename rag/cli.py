@@ -184,6 +184,18 @@ def ask(
         raise typer.Exit(3)
 
 
+@bench_app.command("ingest")
+def bench_ingest(
+    data: Path = typer.Option(..., exists=True, file_okay=False, help="Folder of documents to ingest."),
+    naive: bool = typer.Option(True, help="Also run the naive llama-index path as the baseline."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Benchmark ingestion (files/s, pages/s, chunks/s, per stage) against naive llama-index."""
+    from rag.bench.ingest import run_ingest_benchmark
+
+    emit(run_ingest_benchmark(data, naive=naive), as_json)
+
+
 @bench_app.command("store")
 def bench_store(
     points: int = typer.Option(10_000, help="Number of random 384-d points."),
@@ -386,6 +398,7 @@ def bench_api(
     url: str | None = typer.Option(None, help="A running API on loopback; default: start one here."),
     key: str | None = typer.Option(None, envvar="RAG_BENCH_API_KEY", help="API key for --url (default: a temporary key)."),
     query_share: float = typer.Option(0.5, help="Share of clients asking /v1/query (the rest search)."),
+    questions: Path | None = typer.Option(None, help="JSONL (question/text/query field) or text file of questions."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Load-test /v1/search and /v1/query: requests/s, p50/p95/p99 and errors per endpoint."""
@@ -394,7 +407,7 @@ def bench_api(
 
     try:
         result = run_api_benchmark(get_settings(), clients=clients, seconds=seconds, url=url, key=key,
-                                   query_share=query_share)
+                                   query_share=query_share, questions_file=questions)
     except BenchError as exc:
         fail(str(exc))
     emit(result, as_json)
