@@ -413,5 +413,22 @@ def bench_api(
     emit(result, as_json)
 
 
+@app.command()
+def up(
+    paths: list[Path] | None = typer.Argument(None, help="Folders to ingest first (default: the sample corpus)."),
+    groups_file: Path | None = typer.Option(None, help="Groups file for PATHS (default with the samples: samples/groups.yaml)."),
+    no_llm: bool = typer.Option(False, "--no-llm", help="Don't start the local vLLM server (RAG_LLM_BASE_URL points elsewhere)."),
+) -> None:
+    """Start everything on this machine: model server, ingestion, API and web UI (Ctrl-C stops it all)."""
+    from rag.settings import get_settings
+    from rag.up import UpError, up as run_up
+
+    try:
+        code = run_up(get_settings(), manage_llm=not no_llm, paths=paths or None, groups_file=groups_file)
+    except UpError as exc:
+        fail(str(exc))
+    raise typer.Exit(code)
+
+
 if __name__ == "__main__":
     app()
