@@ -61,7 +61,7 @@ class JobManager:
         self._jobs: dict[str, Job] = {}
         self._paths: dict[str, list[Path]] = {}
         self._mutex = threading.Lock()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-job")
+        self._pool: ThreadPoolExecutor | None = None
 
     def submit(self, owner: str, names: list[str], paths: list[Path], groups: list[str]) -> Job:
         job = Job(id="job_" + uuid.uuid4().hex[:16], groups=groups, owner=owner,
@@ -74,9 +74,11 @@ class JobManager:
                 oldest = next(iter(self._jobs))
                 self._jobs.pop(oldest)
                 self._paths.pop(oldest, None)
+            if self._pool is None:  # (re)started lazily: apps are also used without a lifespan
+                self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-job")
+            self._pool.submit(self._run, job.id)
         if self.metrics:
             self.metrics.jobs_queued.inc()
-        self._pool.submit(self._run, job.id)
         return job
 
     def get(self, job_id: str, owner: str | None) -> Job | None:
@@ -92,8 +94,11 @@ class JobManager:
             return sum(1 for j in self._jobs.values() if j.state in ("queued", "running"))
 
     def shutdown(self) -> None:
-        """Stop taking jobs; a running one finishes (it is safe to interrupt, but not useful)."""
-        self._pool.shutdown(wait=True, cancel_futures=True)
+        """Drop queued jobs and wait for the running one (interrupting it would be safe, but wasted)."""
+        with self._mutex:
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     # --- the worker ------------------------------------------------------------------
     def _run(self, job_id: str) -> None:
