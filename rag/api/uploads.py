@@ -23,13 +23,17 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 MAX_FILES = 100
 MAX_FIELD_BYTES = 64 * 1024
 MAX_NAME_CHARS = 150
+WHATWG_ESCAPES = {"%0A": "\n", "%0D": "\r", "%22": '"'}
 _UNSAFE = re.compile(r"[^\w.\-+()\[\] ]", re.UNICODE)
 
 
 def safe_filename(name: str) -> str:
     """A plain file name: no folders, no control or shell-special characters, no leading dots."""
+    for escaped, char in WHATWG_ESCAPES.items():  # how browsers and httpx send these in a file name
+        name = name.replace(escaped, char)
     name = unicodedata.normalize("NFC", name).replace("\\", "/").rsplit("/", 1)[-1]
-    name = _UNSAFE.sub("_", "".join(ch for ch in name if unicodedata.category(ch)[0] != "C"))
+    name = "".join(" " if unicodedata.category(ch)[0] == "C" else ch for ch in name)
+    name = _UNSAFE.sub("_", name)
     name = re.sub(r"\s+", " ", name).strip(" .")
     if len(name) > MAX_NAME_CHARS:
         stem, dot, ext = name.rpartition(".")
