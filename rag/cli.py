@@ -152,7 +152,7 @@ def ask(
 
     console = Console()
     service = open_service()
-    answer = None
+    answer = events = None
     try:
         events = service.ask_stream(question, parse_groups(groups), top_k=top_k)
         for event in events:
@@ -170,7 +170,8 @@ def ask(
     except LLMRequestError as exc:
         fail(str(exc))
     except KeyboardInterrupt:
-        events.close()  # cancels the generation on the server
+        if events is not None:
+            events.close()  # cancels the generation on the server
         raise typer.Exit(130) from None
     finally:
         service.close()
@@ -194,6 +195,80 @@ def bench_ingest(
     from rag.bench.ingest import run_ingest_benchmark
 
     emit(run_ingest_benchmark(data, naive=naive), as_json)
+
+
+def _progress(message: str) -> None:
+    typer.secho(message, err=True, fg=typer.colors.BRIGHT_BLACK)
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Path = typer.Option(..., help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv."),
+    split: str = typer.Option("test", help="Which qrels file to score."),
+    limit_queries: int | None = typer.Option(None, help="Score only the first N queries."),
+    tune: bool = typer.Option(False, help="Choose RRF k / weight / prefetch on qrels/train.tsv first."),
+    report: Path | None = typer.Option(None, help="Also write a self-contained HTML report here."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """nDCG@10, recall@10/100 and MRR@10 of dense, sparse (BM25) and hybrid retrieval, side by side."""
+    from rich.console import Console
+
+    from rag.display import print_retrieval_eval
+    from rag.eval.report import retrieval_report, write_report
+    from rag.eval.retrieval import DatasetError, evaluate_retrieval
+    from rag.settings import get_settings
+
+    try:
+        result = evaluate_retrieval(dataset, get_settings(), split=split, limit_queries=limit_queries,
+                                    tune=tune, progress=_progress)
+    except DatasetError as exc:
+        fail(str(exc), 2)
+    if report:
+        _progress(f"report written to {write_report(retrieval_report(result), report)}")
+    if as_json:
+        emit({k: v for k, v in result.items() if k != "per_query"}, True)
+    else:
+        print_retrieval_eval(result, Console())
+
+
+@eval_app.command("qa")
+def eval_qa(
+    dataset: Path | None = typer.Option(None, help="FinanceBench folder: pdfs/ and data/questions.jsonl."),
+    questions: Path | None = typer.Option(None, help="Your own questions (YAML or JSONL, see docs/evaluation.md)."),
+    docs: Path | None = typer.Option(None, help="The documents your questions are about (with --questions)."),
+    limit: int | None = typer.Option(None, help="Only the first N questions."),
+    llm: bool = typer.Option(True, help="--no-llm: retrieval metrics only (no answers)."),
+    refusal: bool = typer.Option(True, help="--no-refusal: skip the wrong-document probes."),
+    work_dir: Path | None = typer.Option(None, help="Keep the evaluation store here (re-runs skip ingestion)."),
+    report: Path | None = typer.Option(None, help="Also write a self-contained HTML report here."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Evidence-page hit@k, answer correctness, citation precision, refusal and latency."""
+    from rich.console import Console
+
+    from rag.display import print_qa_eval
+    from rag.eval.qa import evaluate_qa, load_financebench, load_own_questions
+    from rag.eval.report import qa_report, write_report
+    from rag.eval.retrieval import DatasetError
+    from rag.settings import get_settings
+
+    try:
+        if dataset and not questions:
+            docs_dir, items = load_financebench(dataset)
+        elif questions and docs and not dataset:
+            docs_dir, items = docs, load_own_questions(questions)
+        else:
+            fail("give either --dataset DIR (FinanceBench) or --questions FILE --docs DIR", 2)
+        result = evaluate_qa(get_settings(), items, docs_dir, work_dir=work_dir, limit=limit,
+                             use_llm=llm, refusal=refusal, progress=_progress)
+    except DatasetError as exc:
+        fail(str(exc), 2)
+    if report:
+        _progress(f"report written to {write_report(qa_report(result), report)}")
+    if as_json:
+        emit(result, True)
+    else:
+        print_qa_eval(result, Console())
 
 
 @bench_app.command("store")
@@ -326,6 +401,25 @@ def serve(
                     workers=1, log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
     finally:
         service.close()
+
+
+@app.command()
+def ui(
+    host: str | None = typer.Option(None, help="Interface to listen on (default RAG_UI_HOST, 127.0.0.1)."),
+    port: int | None = typer.Option(None, help="TCP port (default RAG_UI_PORT, 8501)."),
+) -> None:
+    """Run the web UI (Streamlit). It talks only to the REST API at RAG_API_URL; users sign in with a key."""
+    import os
+
+    from rag.settings import get_settings
+    from ui.launch import streamlit_command, streamlit_env
+
+    settings = get_settings()
+    command = streamlit_command(settings, host, port)
+    typer.echo(f"Web UI on http://{host or settings.ui_host}:{port or settings.ui_port} "
+               f"(API: {settings.effective_api_url})")
+    # Replace this process: signals (Ctrl-C, `rag up` stopping it) reach Streamlit directly.
+    os.execve(command[0], command, streamlit_env(settings))
 
 
 @keys_app.command("create")
