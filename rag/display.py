@@ -57,3 +57,42 @@ def print_answer(answer: Answer, console: Console, *, body: bool = True) -> None
             for i, s in enumerate(answer.sources, 1):
                 console.print(f"  [{i}] {escape(where(s.source, s.page, s.heading))}", highlight=False)
     console.print(f"\n[dim]{timings_line(answer.timings)}[/dim]")
+
+
+def print_retrieval_eval(result: dict, console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"{result['dataset']} ({result['split']}, {result['queries']} queries, "
+                        f"{result['index']['passages']} passages)")
+    modes = result["modes"]
+    metrics = list(next(iter(modes.values()))["metrics"])
+    table.add_column("mode")
+    for m in metrics:
+        table.add_column(m, justify="right")
+    table.add_column("store p50 ms", justify="right")
+    table.add_column("store p95 ms", justify="right")
+    for mode, r in modes.items():
+        table.add_row(mode, *(f"{r['metrics'][m]:.4f}" for m in metrics),
+                      f"{r['latency']['p50_ms']:.1f}", f"{r['latency']['p95_ms']:.1f}")
+    console.print(table)
+    p = result["hybrid_params"]
+    console.print(f"hybrid: RRF k {p['rrf_k']}, weights dense {p['dense_weight']} / sparse {p['sparse_weight']}, "
+                  f"prefetch {p['prefetch']}; query embedding p50 {result['query_embed_latency']['p50_ms']:.1f} ms")
+    if result.get("tuning"):
+        console.print(f"tuned on the train split ({len(result['tuning']['trials'])} settings tried)")
+
+
+def print_qa_eval(result: dict, console: Console) -> None:
+    from rich.table import Table
+
+    table = Table(title="Question answering", show_header=False)
+    for key, value in result["summary"].items():
+        if isinstance(value, dict):
+            value = ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
+        elif isinstance(value, float):
+            value = f"{value:.3f}"
+        table.add_row(key.replace("_", " "), "–" if value is None else str(value))
+    console.print(table)
+    failed = result["ingest"]["failed"]
+    if failed:
+        console.print(f"[yellow]{len(failed)} files failed to ingest[/yellow]")
