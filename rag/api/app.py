@@ -13,7 +13,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
-from rag.api.errors import LastResort, install_error_handlers
+from rag.api.errors import ErrorBody, LastResort, OpenAIErrorBody, documented_errors, install_error_handlers
 from rag.api.jobs import JobManager
 from rag.api.limits import BodyLimit
 from rag.api.metrics import ApiMetrics, MetricsMiddleware
@@ -70,8 +70,8 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: also counts the last-resort 500s
 
     app.include_router(health.router)
-    app.include_router(query.router)
-    app.include_router(openai.router)
-    app.include_router(documents.router)
+    app.include_router(query.router, responses=documented_errors(ErrorBody))
+    app.include_router(openai.router, responses=documented_errors(OpenAIErrorBody))
+    app.include_router(documents.router, responses=documented_errors(ErrorBody))
     app.include_router(me.router)
     return app

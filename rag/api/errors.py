@@ -13,6 +13,7 @@ import uuid
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,6 +22,36 @@ from rag.retrieval import QuestionError
 from rag.store.base import StoreError
 
 log = logging.getLogger("rag.api")
+
+
+# --- the error bodies, as documented in the OpenAPI schema --------------------------------
+class FieldError(BaseModel):
+    field: str
+    message: str
+    type: str
+
+
+class ErrorBody(BaseModel):
+    detail: str = Field(description="What went wrong, in one sentence.")
+    errors: list[FieldError] | None = Field(None, description="Every invalid field (validation errors only).")
+
+
+class OpenAIErrorInfo(BaseModel):
+    message: str
+    type: str
+    param: str | None = None
+    code: int | None = None
+
+
+class OpenAIErrorBody(BaseModel):
+    error: OpenAIErrorInfo
+
+
+def documented_errors(model: type[BaseModel]) -> dict:
+    """The error answers every authenticated route may give (for `include_router(responses=...)`)."""
+    reasons = {401: "No API key, or an invalid or revoked one.", 404: "Not found (or not visible to the key).",
+               413: "The request body is too large.", 422: "The request is not valid."}
+    return {status: {"model": model, "description": text} for status, text in reasons.items()}
 
 OPENAI_PREFIXES = ("/v1/chat/", "/v1/models")
 OPENAI_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "permission_error",

@@ -24,6 +24,7 @@ from pydantic import BaseModel, Field
 
 from rag.api.auth import Caller, Principal
 from rag.api.deps import service
+from rag.api.errors import ErrorBody
 from rag.api.jobs import Job
 from rag.api.uploads import groups_folder, receive_upload, safe_filename
 from rag.keys import KeyStoreError, parse_groups
@@ -111,7 +112,10 @@ def upload_groups(caller: Principal, fields: dict[str, list[str]], default: list
 
 @router.post("/documents", status_code=202, response_model=UploadAccepted,
                     summary="Upload documents; ingestion runs as a background job.",
-                    openapi_extra={"requestBody": UPLOAD_BODY})
+                    openapi_extra={"requestBody": UPLOAD_BODY},
+                    responses={400: {"model": ErrorBody, "description": "Malformed multipart body."},
+                               403: {"model": ErrorBody, "description": "Groups the key may not assign."},
+                               415: {"model": ErrorBody, "description": "Not multipart/form-data."}})
 async def upload(request: Request, caller: Caller, svc: Service) -> UploadAccepted:
     settings = request.app.state.settings
     upload = await receive_upload(request, settings.data_dir / "uploads")

@@ -13,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, Field
 
 from rag.api.auth import Admin
+from rag.api.errors import ErrorBody
 
 router = APIRouter(tags=["operations"])
 
@@ -53,6 +54,6 @@ async def readyz(request: Request):
 
 
 @router.get("/metrics", summary="Prometheus metrics (admin key).", response_class=Response,
-            responses={200: {"content": {"text/plain": {}}}})
+            responses={200: {"content": {"text/plain": {}}}, 401: {"model": ErrorBody}, 403: {"model": ErrorBody}})
 def metrics(request: Request, caller: Admin) -> Response:
     return Response(generate_latest(request.app.state.metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -15,7 +15,7 @@ from fastapi.responses import JSONResponse
 
 from rag.api.auth import Caller
 from rag.api.deps import service
-from rag.api.errors import error_response
+from rag.api.errors import OpenAIErrorBody, error_response
 from rag.api.openai_protocol import (
     RAG_MODEL_ID,
     ChatCompletion,
@@ -76,7 +76,8 @@ def models(caller: Caller) -> ModelList:
     "/chat/completions",
     response_model=ChatCompletion,
     summary="OpenAI-compatible chat over the caller's documents.",
-    responses={200: {"content": {"text/event-stream": {}}}},
+    responses={200: {"content": {"text/event-stream": {}}},
+               503: {"model": OpenAIErrorBody, "description": "The model server is unavailable."}},
 )
 async def chat_completions(body: ChatCompletionRequest, request: Request, caller: Caller, svc: Service):
     question, conversation = split_messages(body)
