@@ -73,5 +73,5 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
     app.include_router(query.router, responses=documented_errors(ErrorBody))
     app.include_router(openai.router, responses=documented_errors(OpenAIErrorBody))
     app.include_router(documents.router, responses=documented_errors(ErrorBody))
-    app.include_router(me.router)
+    app.include_router(me.router, responses=documented_errors(ErrorBody))
     return app
