@@ -109,9 +109,9 @@ class JobManager:
         job.state, job.started = "running", time.time()
         try:
             report = self.service.ingest(paths, groups=job.groups, progress=lambda e: self._on_event(job, e))
-            by_path = {Path(r.path): r for r in report.files}
+            by_path = {Path(r.path).resolve(): r for r in report.files}
             for file, path in zip(job.files, paths):
-                result = by_path.get(path)
+                result = by_path.get(path.resolve())
                 if result is None:
                     file.status, file.reason = "failed", "the ingestion did not report on this file"
                 else:
