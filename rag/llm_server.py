@@ -493,10 +493,13 @@ def _stop_recorded(settings: Settings, timeout: float = 20.0) -> bool:
     pid_file(settings).unlink(missing_ok=True)
     pid = record.get("pid")
     tree = _server_processes(settings, pid) if pid else []
-    for proc in tree:  # SIGTERM first: vLLM shuts its engine down cleanly
+    # SIGTERM first while the API server lives: it shuts its engine down cleanly. Engine
+    # processes orphaned by a crashed API server don't react to it, so they get SIGKILL.
+    leader_alive = any(proc.pid == pid for proc in tree)
+    for proc in tree:
         with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(tree, timeout=timeout)
+            proc.terminate() if leader_alive else proc.kill()
+    _, alive = psutil.wait_procs(tree, timeout=timeout if leader_alive else 5)
     for proc in alive:
         with contextlib.suppress(psutil.Error):
             proc.kill()

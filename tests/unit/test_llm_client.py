@@ -153,7 +153,11 @@ def test_token_estimate_without_the_model_tokenizer():
 def test_remote_server_uses_the_estimate_and_budget_leaves_room_for_the_answer(settings):
     client = LLMClient(
         settings.model_copy(
-            update={"llm_base_url": "http://127.0.0.1:9/v1", "llm_context_window": 4096, "llm_max_tokens": 512}
+            update={
+                "llm_base_url": "http://127.0.0.1:9/v1",
+                "llm_context_window": 4096,
+                "llm_max_tokens": 512,
+            }
         )
     )
 

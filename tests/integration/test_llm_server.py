@@ -1,0 +1,274 @@
+"""The real local vLLM server with the real SmolLM2 model: answers, streaming, management and faults."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import psutil
+import pytest
+
+from rag import llm_server as serving
+from rag.llm import LLMClient, LLMRequestError, LLMUnavailable
+from rag.settings import Settings
+from tests.conftest import find_free_port
+
+pytestmark = pytest.mark.llm
+
+SYSTEM = "Answer the question using only the context. Answer in one short sentence."
+FACT = [
+    {"role": "system", "content": SYSTEM},
+    {
+        "role": "user",
+        "content": "Context:\nThe Zorblat factory is located in the city of Lyon. It was founded in 1987 "
+        "and employs 420 people.\n\nQuestion: In which city is the Zorblat factory located?",
+    },
+]
+LONG_ANSWER = "Write a very long story about a dragon, with many chapters."
+RAG = [sys.executable, "-m", "rag.cli"]
+
+
+def running_requests(base_url: str) -> float:
+    metrics = httpx.get(f"{serving.server_root(base_url)}/metrics", trust_env=False).text
+    line = next(m for m in metrics.splitlines() if m.startswith("vllm:num_requests_running"))
+    return float(line.rsplit(" ", 1)[1])
+
+
+def server_processes(settings) -> list[psutil.Process]:
+    """Every live process that carries this data folder's server stamp."""
+    stamp = str(settings.run_dir.resolve())
+    found = []
+    for proc in psutil.process_iter():
+        try:
+            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(serving.SERVER_STAMP) == stamp:
+                found.append(proc)
+        except psutil.Error:
+            continue
+    return found
+
+
+def run_cli(settings, *args: str) -> subprocess.CompletedProcess:
+    """`rag <args>` in a child process configured through RAG_* variables like a user's shell."""
+    env = dict(os.environ)
+    env.update(
+        RAG_DATA_DIR=str(settings.data_dir),
+        RAG_LLM_PORT=str(settings.llm_port),
+        RAG_LLM_BASE_URL="",
+        RAG_LLM_MODEL_DIR=str(serving.model_dir(settings)),
+    )
+    return subprocess.run([*RAG, *args], env=env, capture_output=True, text=True, check=False)
+
+
+# --- Answers through the client ------------------------------------------------
+
+
+def test_answer_contains_the_fact_from_the_context(llm_server):
+    client = LLMClient(llm_server.settings.model_copy(update={"llm_max_tokens": 48}))
+
+    assert "Lyon" in client.complete(FACT)
+
+
+def test_streaming_arrives_in_several_chunks_over_time(llm_server):
+    client = LLMClient(llm_server.settings.model_copy(update={"llm_max_tokens": 48}))
+    chunks, stamps = [], []
+    for chunk in client.stream(FACT):
+        chunks.append(chunk)
+        stamps.append(time.monotonic())
+
+    assert "Lyon" in "".join(chunks)
+    assert len(chunks) >= 5
+    # Delivered as generated, not buffered: consecutive chunks are typically a decode step apart.
+    gaps = [later - earlier for earlier, later in itertools.pairwise(stamps)]
+    assert statistics.median(gaps) > 0.005
+
+
+def test_closing_the_stream_cancels_the_generation(llm_server):
+    client = LLMClient(llm_server.settings.model_copy(update={"llm_max_tokens": 1500}))
+    stream = client.stream(LONG_ANSWER)
+    next(stream), next(stream)
+    assert running_requests(llm_server.base_url) == 1
+
+    stream.close()
+
+    deadline = time.monotonic() + 10
+    while running_requests(llm_server.base_url) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert running_requests(llm_server.base_url) == 0
+
+
+def test_too_long_prompt_is_refused_clearly_and_truncation_makes_it_fit(llm_server):
+    client = LLMClient(llm_server.settings.model_copy(update={"llm_max_tokens": 16}))
+    context = "The Zorblat factory makes gears and springs for clocks. " * 400
+    assert client.tokens.exact  # the converted model's own tokenizer
+
+    with pytest.raises(LLMRequestError, match="too long for the model's context window of 2048 tokens"):
+        client.complete(context)
+
+    question = "\nQuestion: What does it make?"
+    fitted = client.tokens.truncate(context, client.prompt_budget - client.count_tokens(question)) + question
+    assert client.fits(fitted)
+    assert client.count_tokens(fitted) > client.prompt_budget - 10  # cut to the budget, not far below it
+    assert client.complete(fitted)
+
+
+def test_unknown_model_is_a_request_error(llm_server):
+    client = LLMClient(llm_server.settings.model_copy(update={"llm_model": "not-served"}))
+
+    with pytest.raises(LLMRequestError, match="does not serve the model 'not-served'"):
+        client.complete("Hello")
+
+
+def test_health_and_models(llm_server):
+    client = LLMClient(llm_server.settings)
+
+    assert client.health()
+    assert client.models() == ["smollm2"]
+
+
+# --- Management of the session's server ------------------------------------------
+
+
+def test_status_reports_model_uptime_and_url(llm_server):
+    first = serving.status(llm_server.settings)
+    time.sleep(1.1)
+    second = serving.status(llm_server.settings)
+
+    assert first["up"] and first["state"] == "up"
+    assert first["model"] == "smollm2"
+    assert first["url"] == llm_server.base_url
+    assert second["uptime_s"] > first["uptime_s"] > 0
+
+
+def test_status_command_prints_json(llm_server):
+    out = run_cli(llm_server.settings, "llm", "status", "--json")
+
+    assert out.returncode == 0, out.stderr
+    info = json.loads(out.stdout)
+    assert info["up"] and info["model"] == "smollm2" and info["pid"] > 0
+
+
+def test_starting_again_keeps_the_running_server(llm_server):
+    before = serving.status(llm_server.settings)["pid"]
+
+    assert serving.start(llm_server.settings)["pid"] == before
+
+
+def test_port_taken_by_another_process_is_refused(llm_server, settings):
+    with socket.socket() as other:
+        other.bind(("127.0.0.1", 0))
+        other.listen()
+        port = other.getsockname()[1]
+        taken = llm_server.configure(settings).model_copy(update={"llm_port": port})
+
+        with pytest.raises(serving.LLMServerError, match=f"port {port} is already in use by another process"):
+            serving.start(taken)
+    assert not serving.pid_file(taken).exists()
+
+
+def test_port_taken_cli_error_is_one_sentence(llm_server, settings):
+    mine = llm_server.configure(settings)  # same port as the session's server, other data folder
+    out = run_cli(mine, "llm", "start")
+
+    assert out.returncode == 1
+    assert f"error: port {mine.llm_port} is already in use by another process" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert serving.status(llm_server.settings)["up"]  # the running server is untouched
+
+
+def test_missing_model_is_refused_with_the_fix(llm_server, settings, tmp_path):
+    missing = llm_server.configure(settings).model_copy(update={"llm_model_dir": tmp_path / "nowhere"})
+
+    with pytest.raises(serving.LLMServerError, match="missing.*run `rag llm install`"):
+        serving.start(missing)
+
+
+def test_corrupt_model_is_refused_then_repaired_by_install(llm_server, settings, tmp_path):
+    # A copy of the converted model whose big weights file is a link to the shared one
+    # (read-only use), and whose small config gets corrupted.
+    shared = serving.model_dir(llm_server.settings)
+    copy = tmp_path / "model"
+    copy.mkdir()
+    for item in shared.iterdir():
+        if item.name == "model.safetensors":
+            (copy / item.name).symlink_to(item)
+        else:
+            shutil.copy(item, copy / item.name)
+    (copy / "config.json").write_text('{"broken": true}')
+    corrupt = llm_server.configure(settings).model_copy(update={"llm_model_dir": copy})
+
+    assert "config.json is corrupt" in serving.model_problem(corrupt)
+    with pytest.raises(serving.LLMServerError, match="config.json is corrupt.*`rag llm install`"):
+        serving.start(corrupt)
+
+    serving.install(corrupt)  # converts the packaged model again
+
+    assert serving.model_problem(corrupt) is None
+    assert json.loads((copy / "config.json").read_text())["architectures"] == ["LlamaForCausalLM"]
+    assert not (copy / "model.safetensors").is_symlink()
+    assert shared.joinpath("model.safetensors").is_file()  # the shared model was not touched
+    assert serving.model_problem(llm_server.settings) is None
+
+
+# --- A server of its own: stop and crash -------------------------------------------
+
+
+@pytest.fixture
+def own_server(llm_server, tmp_path):
+    """A second real server on its own port and data folder, for tests that stop or kill it."""
+    own = llm_server.configure(Settings(_env_file=None, data_dir=tmp_path / "var"))
+    own = own.model_copy(update={"llm_port": find_free_port()})
+    serving.start(own)
+    yield own
+    serving.stop(own)
+
+
+def test_stop_leaves_no_process_behind(own_server):
+    processes = server_processes(own_server)
+    leader = serving.status(own_server)["pid"]
+    assert len(processes) >= 2  # API server plus its engine
+
+    assert serving.stop(own_server) is True
+
+    assert server_processes(own_server) == []
+    assert not psutil.pid_exists(leader)  # reaped: not even a zombie
+    assert not serving.pid_file(own_server).exists()
+    assert not serving.port_in_use(own_server.llm_host, own_server.llm_port)
+    assert serving.status(own_server)["state"] == "down"
+    assert serving.stop(own_server) is False
+
+
+def test_server_killed_mid_stream_gives_a_clear_error_and_stop_cleans_up(own_server):
+    client = LLMClient(own_server.model_copy(update={"llm_max_tokens": 1500}))
+    stream = client.stream(LONG_ANSWER)
+    next(stream), next(stream)
+
+    os.kill(serving.status(own_server)["pid"], signal.SIGKILL)
+    with pytest.raises(LLMUnavailable) as error:
+        for _ in stream:
+            pass
+
+    message = str(error.value)
+    assert "stopped in the middle of an answer" in message
+    assert own_server.effective_llm_base_url in message and "rag llm start" in message
+    assert serving.status(own_server)["state"] == "down"
+    serving.stop(own_server)  # also ends the engine processes the dead leader left behind
+    assert server_processes(own_server) == []
+
+
+def test_rag_llm_logs_shows_the_server_log(llm_server):
+    out = run_cli(llm_server.settings, "llm", "logs", "-n", "5")
+
+    assert out.returncode == 0
+    shown = out.stdout.splitlines()
+    assert len(shown) == 5
+    assert set(shown) <= set(Path(serving.log_file(llm_server.settings)).read_text().splitlines())
