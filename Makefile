@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test install llm-setup browser clean
+.PHONY: run test install llm-setup browser tools clean
 
 # The app's own venv: CPU torch first (local wheel, else PyTorch's CPU index), then the project.
 $(STAMP): pyproject.toml
@@ -27,7 +27,12 @@ browser:
 	@command -v chromium >/dev/null || { echo ">> Installing Chromium (apt)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null; }
 
-test: $(STAMP) llm-setup browser
+# Debian's docker-compose (1.29) validates the compose files in tests (no Docker engine needed).
+tools:
+	@command -v docker-compose >/dev/null || { echo ">> Installing docker-compose (apt)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-compose) >/dev/null; }
+
+test: $(STAMP) llm-setup browser tools
 	$(BIN)/python -m pytest -q
 
 run: $(STAMP) llm-setup
