@@ -20,14 +20,20 @@ from pathlib import Path
 from typing import Literal
 
 from ingest.parsers import PARSERS, ParseError
+from rag.settings import Settings
 
 
 @dataclass(frozen=True)
 class Candidate:
     doc_id: str
-    path: Path  # the path as found (a symlink stays a symlink; its id is its own path)
+    path: Path  # absolute, as found (a symlink stays a symlink; its id is its own path)
+    relative: str  # path under the given folder (what group rules match); the name for a file
     size: int
     mtime: float
+
+    @property
+    def source(self) -> str:
+        return str(self.path)
 
 
 @dataclass(frozen=True)
@@ -40,35 +46,36 @@ class DiscoveryError:
 
 @dataclass
 class Discovery:
-    candidates: list[Candidate] = field(default_factory=list)
+    files: list[Candidate] = field(default_factory=list)
     errors: list[DiscoveryError] = field(default_factory=list)
+    roots: list[Path] = field(default_factory=list)  # the given paths, absolute
 
 
-def discover(paths: Iterable[Path | str], max_file_mb: float) -> Discovery:
+def discover(paths: Iterable[Path | str], settings: Settings) -> Discovery:
     """Walk every path (file or folder); return readable candidates and per-file errors."""
     result = Discovery()
     seen_ids: set[str] = set()
-    max_bytes = int(max_file_mb * 1024 * 1024)
+    max_bytes = int(settings.max_file_mb * 1024 * 1024)
     for given in paths:
-        given = Path(given)
-        absolute = Path(os.path.abspath(given))
-        if given.is_dir():
-            entries = _walk(absolute, result)
+        absolute = Path(os.path.abspath(given))  # absolute without resolving symlinks
+        result.roots.append(absolute)
+        if absolute.is_dir():
             root_name = absolute.name or "root"
-            items = ((path, f"{root_name}/{path.relative_to(absolute).as_posix()}") for path in entries)
+            items = [(path, path.relative_to(absolute).as_posix()) for path in _walk(absolute, result)]
         else:
-            items = iter([(absolute, absolute.name)])
-        for path, raw_id in items:
-            doc_id = normalise_doc_id(raw_id)
+            root_name, items = "", [(absolute, absolute.name)]
+        for path, relative in items:
+            relative = normalise_doc_id(relative)
+            doc_id = normalise_doc_id(f"{root_name}/{relative}")
             if doc_id in seen_ids:
                 continue  # the same file named twice on the command line
             seen_ids.add(doc_id)
             try:
-                result.candidates.append(check_file(path, doc_id, max_bytes))
+                result.files.append(check_file(path, doc_id, relative, max_bytes))
             except ParseError as exc:
                 kind = "unsupported" if path.suffix.lower() not in PARSERS else "error"
                 result.errors.append(DiscoveryError(doc_id, str(path), exc.reason, kind))
-    result.candidates.sort(key=lambda c: c.doc_id)
+    result.files.sort(key=lambda c: c.doc_id)
     return result
 
 
@@ -78,7 +85,7 @@ def normalise_doc_id(raw: str) -> str:
     return "/".join(parts)
 
 
-def check_file(path: Path, doc_id: str, max_bytes: int) -> Candidate:
+def check_file(path: Path, doc_id: str, relative: str, max_bytes: int) -> Candidate:
     """The checks that need no parsing; raises ParseError with the reason."""
     if path.suffix.lower() not in PARSERS:
         kind = f"'{path.suffix}'" if path.suffix else "without an extension"
@@ -109,7 +116,7 @@ def check_file(path: Path, doc_id: str, max_bytes: int) -> Candidate:
         raise ParseError("the file cannot be read (permission denied)") from exc
     except OSError as exc:
         raise ParseError(f"the file cannot be read ({exc.strerror or exc})") from exc
-    return Candidate(doc_id, path, info.st_size, info.st_mtime)
+    return Candidate(doc_id, path, relative, info.st_size, info.st_mtime)
 
 
 def _walk(root: Path, result: Discovery) -> list[Path]:

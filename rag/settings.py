@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     chunk_tokens: int = Field(200, ge=16, description="Chunk size in embedding-model tokens.")
     chunk_overlap: int = Field(32, ge=0)
     max_file_mb: float = Field(100.0, gt=0, description="Files larger than this are refused.")
+    max_sheet_rows: int = Field(
+        20_000, ge=1, description="Rows indexed per spreadsheet sheet; the rest is reported, not embedded."
+    )
     default_groups: list[str] = Field(["everyone"], description="Groups of unmatched documents.")
     groups_file: Path | None = None
 

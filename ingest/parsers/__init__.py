@@ -17,6 +17,7 @@ from ingest.parsers.mail import parse_eml, parse_msg
 from ingest.parsers.office import parse_docx, parse_odt, parse_pptx, parse_xlsx
 from ingest.parsers.pdf import parse_pdf
 from ingest.parsers.text import parse_markdown, parse_txt
+from rag.settings import Settings
 
 __all__ = ["PARSERS", "ParseError", "ParsedDocument", "TextUnit", "parse", "is_supported"]
 
@@ -48,8 +49,11 @@ def is_supported(path: Path | str) -> bool:
     return Path(path).suffix.lower() in PARSERS
 
 
-def parse(path: Path | str) -> ParsedDocument:
-    """Parse one file into text units, or raise `ParseError` saying why not."""
+def parse(path: Path | str, settings: Settings | None = None) -> ParsedDocument:
+    """Parse one file into text units, or raise `ParseError` saying why not.
+
+    Size limits are checked by discovery (`ingest.discovery.check_file`) before this.
+    """
     path = Path(path)
     parser = PARSERS.get(path.suffix.lower())
     if parser is None:
@@ -58,7 +62,10 @@ def parse(path: Path | str) -> ParsedDocument:
     try:
         if path.stat().st_size == 0:
             raise ParseError("the file is empty")
-        document = parser(path)
+        if parser is parse_xlsx and settings is not None:
+            document = parse_xlsx(path, max_rows=settings.max_sheet_rows)
+        else:
+            document = parser(path)
     except ParseError:
         raise
     except PermissionError as exc:
