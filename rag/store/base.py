@@ -21,6 +21,7 @@ QueryMode = Literal["hybrid", "dense", "sparse"]
 
 # Payload fields that get keyword indexes (the access filter and per-document operations).
 INDEXED_FIELDS = ("groups", "doc_id")
+SCROLL_PAGE = 2048
 # Fields read when listing documents (keeps scrolls light).
 DOCUMENT_FIELDS = ["doc_id", "content_hash", "source", "path", "groups", "chunk_count", "page", "title"]
 
@@ -128,6 +129,7 @@ class VectorStore(ABC):
     """What the application needs from a vector store."""
 
     dim: int
+    hnsw_ef: int = 128
 
     @abstractmethod
     def upsert(self, points: Sequence[StorePoint]) -> None:
@@ -141,11 +143,25 @@ class VectorStore(ABC):
     def set_payload(self, doc_id: str, values: dict[str, Any]) -> None:
         """Update payload fields (e.g. groups) of every point of a document, no re-embedding."""
 
-    @abstractmethod
+    # --- reads: the checks every engine shares live here; engine work in the _methods ----
     def documents(self, flt: StoreFilter | None = None) -> dict[str, DocumentInfo]:
         """Every document with its content hash and chunk count."""
+        if flt is not None and flt.matches_nothing:
+            return {}
+        return aggregate_documents(payload for _, payload in self._scroll_all(flt, DOCUMENT_FIELDS, None))
 
-    @abstractmethod
+    def scroll(self, flt: StoreFilter | None = None, limit: int = 1000) -> list[Hit]:
+        """Points matching a filter in id order (score 0), e.g. a document's chunks."""
+        if flt is not None and flt.matches_nothing:
+            return []
+        return [Hit(pid, 0.0, payload) for pid, payload in self._scroll_all(flt, True, limit)]
+
+    def count(self, flt: StoreFilter | None = None) -> int:
+        """Number of points matching the filter."""
+        if flt is not None and flt.matches_nothing:
+            return 0
+        return self._count(flt)
+
     def query(
         self,
         dense: Sequence[float] | None,
@@ -161,14 +177,50 @@ class VectorStore(ABC):
         exact: bool = False,
     ) -> list[Hit]:
         """Best points first. Hybrid fuses dense and sparse rankings with RRF inside the engine."""
+        if flt is not None and flt.matches_nothing:
+            return []
+        dense_list = None
+        if mode in ("hybrid", "dense"):
+            if dense is None:
+                raise StoreError("a dense query vector is required for this mode")
+            if len(dense) != self.dim:
+                raise StoreError(f"query vector has {len(dense)} dimensions, the store expects {self.dim}")
+            dense_list = [float(x) for x in dense]
+        if mode in ("hybrid", "sparse"):
+            if sparse is None:
+                raise StoreError("a sparse query vector is required for this mode")
+            if mode == "sparse" and not sparse.indices:
+                return []  # no known word in the question: nothing can match
+        return self._query(
+            dense_list, sparse, limit=limit, flt=flt, mode=mode, prefetch_limit=prefetch_limit,
+            rrf_k=rrf_k, rrf_weights=list(rrf_weights) if rrf_weights else None,
+            hnsw_ef=hnsw_ef or self.hnsw_ef, exact=exact,
+        )
+
+    def _scroll_all(self, flt: StoreFilter | None, fields: list[str] | bool, limit: int | None):
+        """(id, payload) pairs, page by page, up to ``limit`` (None = all)."""
+        offset, got = None, 0
+        while True:
+            page = SCROLL_PAGE if limit is None else min(SCROLL_PAGE, limit - got)
+            records, offset = self._scroll_page(flt, fields, page, offset)
+            yield from records
+            got += len(records)
+            if offset is None or not records or (limit is not None and got >= limit):
+                return
 
     @abstractmethod
-    def scroll(self, flt: StoreFilter | None = None, limit: int = 1000) -> list[Hit]:
-        """Points matching a filter in id order (score 0), e.g. a document's chunks."""
+    def _scroll_page(self, flt: StoreFilter | None, fields: list[str] | bool, limit: int, offset: Any
+                     ) -> tuple[list[tuple[str, dict[str, Any]]], Any]:
+        """One page of (id, payload) pairs and the offset of the next page (None at the end)."""
 
     @abstractmethod
-    def count(self, flt: StoreFilter | None = None) -> int:
-        """Number of points matching the filter."""
+    def _count(self, flt: StoreFilter | None) -> int: ...
+
+    @abstractmethod
+    def _query(self, dense: list[float] | None, sparse: SparseVector | None, *, limit: int,
+               flt: StoreFilter | None, mode: QueryMode, prefetch_limit: int, rrf_k: int,
+               rrf_weights: list[float] | None, hnsw_ef: int, exact: bool) -> list[Hit]:
+        """The engine's query, after the shared checks (filter not empty, vectors valid)."""
 
     @abstractmethod
     def optimize(self) -> None:

@@ -14,24 +14,18 @@ from typing import Any
 import qdrant_edge as qe
 
 from rag.store.base import (
-    DOCUMENT_FIELDS,
     INDEXED_FIELDS,
-    DocumentInfo,
     Hit,
-    QueryMode,
-    SparseVector,
     StoreCorrupt,
     StoreError,
     StoreFilter,
     StorePoint,
     VectorStore,
-    aggregate_documents,
 )
 from rag.store.common import META_FILE, FolderLock, StoreMeta, validate_points
 
 DENSE = "dense"
 SPARSE = "bm25"
-_SCROLL_PAGE = 2048
 
 
 def _to_filter(flt: StoreFilter | None) -> qe.Filter | None:
@@ -128,64 +122,21 @@ class EdgeStore(VectorStore):
         self._shard.update(qe.UpdateOperation.set_payload_by_filter(_doc_filter(doc_id), values))
 
     # --- reads ------------------------------------------------------------------
-    def _scroll_all(self, flt: StoreFilter | None, fields: list[str] | bool, limit: int | None):
-        edge_filter = _to_filter(flt)
-        offset = None
-        got = 0
-        while True:
-            page = _SCROLL_PAGE if limit is None else min(_SCROLL_PAGE, limit - got)
-            records, offset = self._shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=page, filter=edge_filter, with_payload=fields)
-            )
-            yield from records
-            got += len(records)
-            if offset is None or not records or (limit is not None and got >= limit):
-                return
+    def _scroll_page(self, flt, fields, limit, offset):
+        records, nxt = self._shard.scroll(
+            qe.ScrollRequest(offset=offset, limit=limit, filter=_to_filter(flt), with_payload=fields)
+        )
+        return [(str(r.id), r.payload or {}) for r in records], nxt
 
-    def documents(self, flt: StoreFilter | None = None) -> dict[str, DocumentInfo]:
-        if flt is not None and flt.matches_nothing:
-            return {}
-        return aggregate_documents(r.payload or {} for r in self._scroll_all(flt, DOCUMENT_FIELDS, None))
-
-    def scroll(self, flt: StoreFilter | None = None, limit: int = 1000) -> list[Hit]:
-        if flt is not None and flt.matches_nothing:
-            return []
-        return [Hit(str(r.id), 0.0, r.payload or {}) for r in self._scroll_all(flt, True, limit)]
-
-    def count(self, flt: StoreFilter | None = None) -> int:
-        if flt is not None and flt.matches_nothing:
-            return 0
+    def _count(self, flt: StoreFilter | None) -> int:
         return self._shard.count(qe.CountRequest(filter=_to_filter(flt), exact=True))
 
-    def query(
-        self,
-        dense: Sequence[float] | None,
-        sparse: SparseVector | None,
-        *,
-        limit: int,
-        flt: StoreFilter | None = None,
-        mode: QueryMode = "hybrid",
-        prefetch_limit: int = 50,
-        rrf_k: int = 60,
-        rrf_weights: Sequence[float] | None = None,
-        hnsw_ef: int | None = None,
-        exact: bool = False,
-    ) -> list[Hit]:
-        if flt is not None and flt.matches_nothing:
-            return []
+    def _query(self, dense, sparse, *, limit, flt, mode, prefetch_limit, rrf_k, rrf_weights, hnsw_ef, exact):
         edge_filter = _to_filter(flt)
-        params = qe.SearchParams(hnsw_ef=hnsw_ef or self.hnsw_ef, exact=exact)
-        dense_q = sparse_q = None
-        if mode in ("hybrid", "dense"):
-            if dense is None:
-                raise StoreError("a dense query vector is required for this mode")
-            if len(dense) != self.dim:
-                raise StoreError(f"query vector has {len(dense)} dimensions, the store expects {self.dim}")
-            dense_q = qe.Query.Nearest([float(x) for x in dense], using=DENSE)
-        if mode in ("hybrid", "sparse"):
-            if sparse is None:
-                raise StoreError("a sparse query vector is required for this mode")
-            sparse_q = qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE)
+        params = qe.SearchParams(hnsw_ef=hnsw_ef, exact=exact)
+        dense_q = qe.Query.Nearest(dense, using=DENSE) if dense is not None else None
+        sparse_q = (qe.Query.Nearest(qe.SparseVector(sparse.indices, sparse.values), using=SPARSE)
+                    if sparse is not None else None)
         if mode == "hybrid":
             request = qe.QueryRequest(
                 limit=limit,
@@ -193,13 +144,11 @@ class EdgeStore(VectorStore):
                     qe.Prefetch(limit=prefetch_limit, query=dense_q, filter=edge_filter, params=params),
                     qe.Prefetch(limit=prefetch_limit, query=sparse_q, filter=edge_filter),
                 ],
-                query=qe.Fusion.Rrf(k=rrf_k, weights=list(rrf_weights) if rrf_weights else None),
+                query=qe.Fusion.Rrf(k=rrf_k, weights=rrf_weights),
                 filter=edge_filter,
                 with_payload=True,
             )
         else:
-            if mode == "sparse" and not sparse.indices:
-                return []
             request = qe.QueryRequest(
                 limit=limit,
                 query=dense_q if mode == "dense" else sparse_q,

@@ -15,23 +15,17 @@ from qdrant_client import QdrantClient, models
 from qdrant_client.http.exceptions import ResponseHandlingException, UnexpectedResponse
 
 from rag.store.base import (
-    DOCUMENT_FIELDS,
     INDEXED_FIELDS,
-    DocumentInfo,
     Hit,
-    QueryMode,
-    SparseVector,
     StoreError,
     StoreFilter,
     StorePoint,
     VectorStore,
-    aggregate_documents,
 )
 from rag.store.common import FolderLock, StoreMeta, validate_points
 
 DENSE = "dense"
 SPARSE = "bm25"
-_SCROLL_PAGE = 2048
 
 
 def _to_filter(flt: StoreFilter | None) -> models.Filter | None:
@@ -167,80 +161,36 @@ class QdrantClientStore(VectorStore):
         self.client.set_payload(self.collection, payload=values, points=_doc_filter(doc_id), wait=True)
 
     # --- reads ------------------------------------------------------------------
-    def _scroll_all(self, flt: StoreFilter | None, fields: list[str] | bool, limit: int | None):
-        offset = None
-        got = 0
-        while True:
-            page = _SCROLL_PAGE if limit is None else min(_SCROLL_PAGE, limit - got)
-            records, offset = self.client.scroll(
-                self.collection, scroll_filter=_to_filter(flt), limit=page, offset=offset,
-                with_payload=fields, with_vectors=False,
-            )
-            yield from records
-            got += len(records)
-            if offset is None or not records or (limit is not None and got >= limit):
-                return
+    def _scroll_page(self, flt, fields, limit, offset):
+        records, nxt = self.client.scroll(
+            self.collection, scroll_filter=_to_filter(flt), limit=limit, offset=offset,
+            with_payload=fields, with_vectors=False,
+        )
+        return [(str(r.id), r.payload or {}) for r in records], nxt
 
-    def documents(self, flt: StoreFilter | None = None) -> dict[str, DocumentInfo]:
-        if flt is not None and flt.matches_nothing:
-            return {}
-        return aggregate_documents(r.payload or {} for r in self._scroll_all(flt, DOCUMENT_FIELDS, None))
-
-    def scroll(self, flt: StoreFilter | None = None, limit: int = 1000) -> list[Hit]:
-        if flt is not None and flt.matches_nothing:
-            return []
-        return [Hit(str(r.id), 0.0, r.payload or {}) for r in self._scroll_all(flt, True, limit)]
-
-    def count(self, flt: StoreFilter | None = None) -> int:
-        if flt is not None and flt.matches_nothing:
-            return 0
+    def _count(self, flt: StoreFilter | None) -> int:
         return self.client.count(self.collection, count_filter=_to_filter(flt), exact=True).count
 
-    def query(
-        self,
-        dense: Sequence[float] | None,
-        sparse: SparseVector | None,
-        *,
-        limit: int,
-        flt: StoreFilter | None = None,
-        mode: QueryMode = "hybrid",
-        prefetch_limit: int = 50,
-        rrf_k: int = 60,
-        rrf_weights: Sequence[float] | None = None,
-        hnsw_ef: int | None = None,
-        exact: bool = False,
-    ) -> list[Hit]:
-        if flt is not None and flt.matches_nothing:
-            return []
+    def _query(self, dense, sparse, *, limit, flt, mode, prefetch_limit, rrf_k, rrf_weights, hnsw_ef, exact):
         q_filter = _to_filter(flt)
-        params = models.SearchParams(hnsw_ef=hnsw_ef or self.hnsw_ef, exact=exact)
-        if mode in ("hybrid", "dense"):
-            if dense is None:
-                raise StoreError("a dense query vector is required for this mode")
-            if len(dense) != self.dim:
-                raise StoreError(f"query vector has {len(dense)} dimensions, the store expects {self.dim}")
-        if mode in ("hybrid", "sparse") and sparse is None:
-            raise StoreError("a sparse query vector is required for this mode")
-        dense_q = [float(x) for x in dense] if dense is not None else None
+        params = models.SearchParams(hnsw_ef=hnsw_ef, exact=exact)
         sparse_q = models.SparseVector(indices=sparse.indices, values=sparse.values) if sparse else None
         if mode == "hybrid":
             result = self.client.query_points(
                 self.collection,
                 prefetch=[
-                    models.Prefetch(query=dense_q, using=DENSE, limit=prefetch_limit, filter=q_filter, params=params),
+                    models.Prefetch(query=dense, using=DENSE, limit=prefetch_limit, filter=q_filter, params=params),
                     models.Prefetch(query=sparse_q, using=SPARSE, limit=prefetch_limit, filter=q_filter),
                 ],
-                query=models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=list(rrf_weights) if rrf_weights else None)),
+                query=models.RrfQuery(rrf=models.Rrf(k=rrf_k, weights=rrf_weights)),
                 query_filter=q_filter,
                 limit=limit,
                 with_payload=True,
             )
         else:
-            if mode == "sparse" and not sparse.indices:
-                return []
             result = self.client.query_points(
                 self.collection,
-                query=dense_q if mode == "dense" else sparse_q,
+                query=dense if mode == "dense" else sparse_q,
                 using=DENSE if mode == "dense" else SPARSE,
                 query_filter=q_filter,
                 search_params=params,
