@@ -7,6 +7,7 @@ startup and closes it at shutdown. Run it in ONE process: it owns the embedded s
 
 from __future__ import annotations
 
+import logging
 from contextlib import asynccontextmanager
 
 import anyio
@@ -18,9 +19,12 @@ from rag.api.jobs import JobManager
 from rag.api.limits import BodyLimit
 from rag.api.metrics import ApiMetrics, MetricsMiddleware
 from rag.api.routers import documents, health, me, openai, query
+from rag.embedding import EmbeddingError
 from rag.keys import KeyStore
 from rag.service import RagService
 from rag.settings import Settings
+
+log = logging.getLogger("rag.api")
 
 # Blocking work (retrieval, waiting on the model server) runs in worker threads; the
 # default 40 would queue searches behind slow streamed answers under load.
@@ -43,6 +47,11 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
         limiter.total_tokens = max(limiter.total_tokens, WORKER_THREADS)
         if owns_service:
             app.state.service = app.state.jobs.service = await run_in_threadpool(RagService, settings)
+        try:
+            # Load the embedding model now, not in the first user's request.
+            await run_in_threadpool(app.state.service.embedder.warm_up)
+        except EmbeddingError as exc:
+            log.error("%s Searches will fail until it is fixed.", exc)
         try:
             yield
         finally:

@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from rag.embedding import EmbeddingError
 from rag.llm import LLMRequestError, LLMUnavailable
 from rag.retrieval import QuestionError
 from rag.store.base import StoreError
@@ -104,6 +105,10 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(LLMRequestError)
     async def llm_refused(request: Request, exc: LLMRequestError) -> JSONResponse:
         return error_response(request.url.path, 400, f"The language model refused the request: {exc}.")
+
+    @app.exception_handler(EmbeddingError)
+    async def embedder_down(request: Request, exc: EmbeddingError) -> JSONResponse:
+        return error_response(request.url.path, 503, f"The embedding model is unavailable: {exc}")
 
     @app.exception_handler(StoreError)
     async def store_down(request: Request, exc: StoreError) -> JSONResponse:
