@@ -8,6 +8,7 @@ startup and closes it at shutdown. Run it in ONE process: it owns the embedded s
 from __future__ import annotations
 
 import logging
+import shutil
 from contextlib import asynccontextmanager
 
 import anyio
@@ -47,6 +48,8 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
         limiter.total_tokens = max(limiter.total_tokens, WORKER_THREADS)
         if owns_service:
             app.state.service = app.state.jobs.service = await run_in_threadpool(RagService, settings)
+        # Half-received uploads of an earlier run are of no use to anyone.
+        shutil.rmtree(settings.data_dir / "uploads", ignore_errors=True)
         try:
             # Load the embedding model now, not in the first user's request.
             await run_in_threadpool(app.state.service.embedder.warm_up)

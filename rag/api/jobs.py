@@ -17,6 +17,8 @@ from typing import Literal
 
 from pydantic import BaseModel, Field
 
+from rag.api.uploads import Upload
+
 log = logging.getLogger("rag.api.jobs")
 
 KEEP_JOBS = 1000
@@ -59,21 +61,22 @@ class JobManager:
         self.service = service
         self.metrics = metrics
         self._jobs: dict[str, Job] = {}
-        self._paths: dict[str, list[Path]] = {}
+        self._work: dict[str, tuple[Upload, Path]] = {}
         self._mutex = threading.Lock()
         self._pool: ThreadPoolExecutor | None = None
 
-    def submit(self, owner: str, names: list[str], paths: list[Path], groups: list[str]) -> Job:
+    def submit(self, owner: str, upload: Upload, folder: Path, groups: list[str]) -> Job:
+        """Queue the ingestion of an upload whose files go into ``folder`` (one groups folder)."""
+        names = [target.name for target in upload.targets]
         job = Job(id="job_" + uuid.uuid4().hex[:16], groups=groups, owner=owner,
-                  files=[JobFile(name=n) for n in names],
-                  progress=JobProgress(files_total=len(names)))
+                  files=[JobFile(name=n) for n in names], progress=JobProgress(files_total=len(names)))
         with self._mutex:
             self._jobs[job.id] = job
-            self._paths[job.id] = paths
+            self._work[job.id] = (upload, folder)
             while len(self._jobs) > KEEP_JOBS:
                 oldest = next(iter(self._jobs))
                 self._jobs.pop(oldest)
-                self._paths.pop(oldest, None)
+                self._work.pop(oldest, None)
             if self._pool is None:  # (re)started lazily: apps are also used without a lifespan
                 self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-job")
             self._pool.submit(self._run, job.id)
@@ -103,28 +106,35 @@ class JobManager:
     # --- the worker ------------------------------------------------------------------
     def _run(self, job_id: str) -> None:
         with self._mutex:
-            job, paths = self._jobs.get(job_id), self._paths.pop(job_id, [])
-        if job is None:
+            job, (upload, folder) = self._jobs.get(job_id), self._work.pop(job_id, (None, None))
+        if job is None or upload is None:
             return
         job.state, job.started = "running", time.time()
         try:
-            report = self.service.ingest(paths, groups=job.groups, progress=lambda e: self._on_event(job, e))
+            upload.place()
+            # The whole groups folder: document ids are "<folder>/<name>" (unchanged files cost a hash).
+            report = self.service.ingest([folder], groups=job.groups, progress=lambda e: self._on_event(job, e))
             by_path = {Path(r.path).resolve(): r for r in report.files}
-            for file, path in zip(job.files, paths):
-                result = by_path.get(path.resolve())
+            failed = set()
+            for file, target in zip(job.files, upload.targets):
+                result = by_path.get(target.resolve())
                 if result is None:
                     file.status, file.reason = "failed", "the ingestion did not report on this file"
                 else:
                     file.status, file.reason, file.doc_id = result.status, result.reason, result.doc_id
                     file.chunks, file.pages = result.chunks, result.pages
+                if file.status == "failed":
+                    failed.add(target)
+            upload.settle(failed)
             job.state = "done"
-        except Exception as exc:  # the job fails, the API lives on
+        except Exception as exc:  # the job fails, the API lives on (placed files stay for a later run)
             log.exception("ingestion job %s failed", job_id)
             job.state, job.message = "failed", f"ingestion stopped: {exc}"
             for file in job.files:
                 if file.status == "queued":
                     file.status, file.reason = "failed", job.message
         finally:
+            upload.discard()
             job.finished = time.time()
             job.progress.files_done = sum(1 for f in job.files if f.status != "queued")
             if self.metrics:
@@ -132,7 +142,7 @@ class JobManager:
 
     def _on_event(self, job: Job, event: dict) -> None:
         kind = event.get("event")
-        if kind == "file":
+        if kind == "file" and event.get("status") in ("ok", "failed"):  # processed, not unchanged
             job.progress.files_done = min(job.progress.files_done + 1, job.progress.files_total)
         elif kind == "chunks":
             job.progress.chunks_embedded += int(event.get("count", 0))

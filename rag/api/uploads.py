@@ -2,13 +2,14 @@
 under the data folder (no copies in /tmp, no whole files in memory), and safe names.
 
 Files land in ``<data_dir>/uploads/<id>/`` while the request arrives and are moved into
-``<documents_dir>/<groups>/<name>`` once it is complete and allowed. The groups folder
-keeps uploads with the same name but different groups apart, so nobody can replace a
-document they may not see.
+``<documents_dir>/<groups>/<name>`` when their ingestion job starts. The groups folder
+keeps uploads with the same name but different groups apart (the document id is
+``<groups>/<name>``), so nobody can replace a document they may not see.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import unicodedata
@@ -59,11 +60,33 @@ class _Part:
 
 @dataclass
 class Upload:
-    """What a multipart request carried: files on disk (name as sent, path) and text fields."""
+    """What a multipart request carried: files on disk (name as sent, path) and text fields.
+
+    The ingestion job later `place`s the files into their documents folder (keeping any
+    file they replace), then `settle`s: a file that failed to ingest is removed (it is no
+    document, and would fail again in every later job of that folder) and the one it
+    replaced comes back; finally `discard` removes the staging folder.
+    """
 
     staging: Path
     files: list[tuple[str, Path]] = field(default_factory=list)
     fields: dict[str, list[str]] = field(default_factory=dict)
+    targets: list[Path] = field(default_factory=list)
+
+    def place(self) -> None:
+        for index, ((_, staged), target) in enumerate(zip(self.files, self.targets)):
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if target.exists():
+                os.replace(target, self.staging / f"{index}.previous")
+            os.replace(staged, target)
+
+    def settle(self, failed: set[Path]) -> None:
+        for index, target in enumerate(self.targets):
+            previous = self.staging / f"{index}.previous"
+            if target in failed:
+                target.unlink(missing_ok=True)
+                if previous.exists():
+                    os.replace(previous, target)
 
     def discard(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)

@@ -49,6 +49,8 @@ def test_upload_runs_a_job_with_progress_and_per_file_results(server):
     assert results["payroll.txt"]["status"] == "added" and results["payroll.txt"]["doc_id"]
     for bad in ("diagram.xyz", "empty.txt"):
         assert results[bad]["status"] == "failed" and results[bad]["reason"]
+        assert not (server.settings.documents_dir / "hr" / bad).exists()  # not kept: no document
+    assert results["leave.txt"]["doc_id"] == "hr/leave.txt"
     # Only the uploader (and admins) see a job.
     with server.client(server.eng) as http:
         assert http.get(f"/v1/jobs/{job['id']}").status_code == 404
@@ -114,11 +116,13 @@ def test_unsafe_file_names_stay_inside_the_documents_folder(server):
         response = upload(http, files, groups="unsafe")
         assert response.status_code == 202, response.text
         stored = response.json()["files"]
-        wait_for_job(http, response.json()["job_id"])
+        job = wait_for_job(http, response.json()["job_id"])
     assert stored[:5] == ["escape.txt", "upload", "win.txt", "line break.txt", "hidden.txt"]
     assert len(stored[5]) <= 150 and stored[5].endswith(".txt")
     folder = server.settings.documents_dir / "unsafe"
-    assert sorted(p.name for p in folder.iterdir()) == sorted(stored)
+    kept = {f["name"] for f in job["files"] if f["status"] == "added"}
+    assert kept == set(stored) - {"upload"}  # no extension: not a supported document
+    assert {p.name for p in folder.iterdir()} == kept
     root = server.settings.data_dir.parent
     assert [p.parent for p in root.rglob("escape.txt")] == [folder]
 

@@ -13,7 +13,6 @@ Document ids are paths (``reports/2024/q3.pdf``) and are used as they are in URL
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Annotated
 
@@ -127,13 +126,11 @@ async def upload(request: Request, caller: Caller, svc: Service) -> UploadAccept
         if len(set(names)) != len(names):
             raise HTTPException(status_code=422, detail="Invalid request: files: two files have the same name.")
         folder = settings.documents_dir / groups_folder(groups)
-        folder.mkdir(parents=True, exist_ok=True)
-        targets = [folder / name for name in names]
-        for (_, staged), target in zip(upload.files, targets):
-            os.replace(staged, target)
-    finally:
+        upload.targets = [folder / name for name in names]
+        job = request.app.state.jobs.submit(caller.key_id, upload, folder, groups)
+    except BaseException:
         upload.discard()
-    job = request.app.state.jobs.submit(caller.key_id, names, targets, groups)
+        raise
     return UploadAccepted(job_id=job.id, status_url=f"/v1/jobs/{job.id}", groups=groups, files=names)
 
 
