@@ -203,6 +203,7 @@ def ui_url(settings: Settings) -> str:
 
 
 def samples_dir() -> Path:
+    """The shipped sample corpus: ``documents/`` and, beside it (not inside: it is no document), ``groups.yaml``."""
     return llm_server.project_dir() / "samples"
 
 
@@ -270,7 +271,7 @@ def up(settings: Settings, *, manage_llm: bool = True, paths: list[Path] | None 
        groups_file: Path | None = None) -> int:
     """Run the whole system until interrupted; returns the exit status."""
     if paths is None:
-        paths, groups_file = [samples_dir()], groups_file or samples_dir() / "groups.yaml"
+        paths, groups_file = [samples_dir() / "documents"], groups_file or samples_dir() / "groups.yaml"
     missing = [p for p in [*paths, groups_file] if p is not None and not Path(p).exists()]
     if missing:
         raise UpError(f"{missing[0]} does not exist")

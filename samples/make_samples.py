@@ -13,7 +13,7 @@ from pathlib import Path
 import pymupdf
 from docx import Document
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent / "documents"
 NOTE = "Fictional company. Sample document shipped with onprem-rag."
 
 # The travel policy: two pages, so answers cite a page number.
@@ -87,7 +87,7 @@ def make_docx(path: Path) -> None:
 def main() -> None:
     make_pdf(HERE / "finance" / "travel-expenses.pdf")
     make_docx(HERE / "hr" / "parental-leave-policy.docx")
-    print("wrote samples/finance/travel-expenses.pdf and samples/hr/parental-leave-policy.docx")
+    print(f"wrote {HERE}/finance/travel-expenses.pdf and {HERE}/hr/parental-leave-policy.docx")
 
 
 if __name__ == "__main__":
