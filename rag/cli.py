@@ -399,6 +399,8 @@ def serve(
         # One worker, always: a second process could not open the embedded store.
         uvicorn.run(create_app(settings, service), host=host or settings.api_host, port=port or settings.api_port,
                     workers=1, log_level=settings.log_level.lower(), timeout_graceful_shutdown=10)
+    except KeyboardInterrupt:  # uvicorn re-raises Ctrl-C after its clean shutdown
+        pass
     finally:
         service.close()
 
