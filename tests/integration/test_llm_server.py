@@ -107,7 +107,8 @@ def test_closing_the_stream_cancels_the_generation(llm_server):
 
 
 def test_too_long_prompt_is_refused_clearly_and_truncation_makes_it_fit(llm_server):
-    client = LLMClient(llm_server.settings.model_copy(update={"llm_max_tokens": 16}))
+    # A full context window takes a while to read on a busy CPU; the timeout is not under test.
+    client = LLMClient(llm_server.settings.model_copy(update={"llm_max_tokens": 16, "llm_timeout": 600}))
     context = "The Zorblat factory makes gears and springs for clocks. " * 400
     assert client.tokens.exact  # the converted model's own tokenizer
 
