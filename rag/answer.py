@@ -15,6 +15,10 @@ Citations: ``[n]``, ``[1, 2]``, ``[1][2]``, ``[1-3]`` and ``[Source 1]`` are rea
 number that names no source is removed from the text. If the model cites nothing
 (SmolLM2-135M often doesn't), the source sharing the most words with the answer is
 cited instead, marked ``inferred``.
+
+Small models also tend to run on: echo the prompt's ``<source`` tags or a new
+"Question:", or repeat a sentence until the token limit. ``AnswerGuard`` cuts the answer
+there and stops the generation, which also saves seconds of CPU per answer.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import PurePath
 
 from pydantic import ValidationError
 
@@ -78,7 +83,8 @@ def _fence_safe(text: str) -> str:
 
 
 def source_block(n: int, chunk: RetrievedChunk, text: str | None = None) -> str:
-    attrs = f'n="{n}" file="{_attr(chunk.source)}"'
+    # The file name only: shorter for the model, and server paths stay out of the prompt.
+    attrs = f'n="{n}" file="{_attr(PurePath(chunk.source).name or chunk.source)}"'
     if chunk.page is not None:
         attrs += f' page="{chunk.page}"'
     if chunk.heading:
@@ -232,6 +238,78 @@ def finish(raw: str, sources: Sequence[RetrievedChunk]) -> tuple[str, list[Citat
     return text, citations
 
 
+# --- Run-on guard --------------------------------------------------------------------------
+
+# Where an answer has ended and the model started echoing the prompt's layout.
+STOP_MARKERS = ("<source", "</source", "\nQuestion:", "\nSources:", "<|im_start|>")
+MIN_REPEAT_CHARS = 15  # shorter lines/sentences may repeat legitimately ("Yes.")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+
+
+def _norm(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def stop_point(text: str) -> int | None:
+    """Index where the answer should end (an echoed marker or a repeated line/sentence), or None."""
+    cuts = [i for i in (text.find(m) for m in STOP_MARKERS) if i >= 0]
+    lowered = text.lower()
+    cuts += [i for i in (lowered.find(m.lower()) for m in STOP_MARKERS[:2]) if i >= 0]
+    seen: set[str] = set()
+    position = 0
+    for line in text.split("\n")[:-1]:  # completed lines only
+        key = _norm(line)
+        if len(key) >= MIN_REPEAT_CHARS and key in seen:
+            cuts.append(position)
+            break
+        seen.add(key)
+        position += len(line) + 1
+    seen = set()
+    for match in re.finditer(r"[^.!?\n]+[.!?]+(?=\s)", text):  # completed sentences
+        key = _norm(match.group())
+        if len(key) >= MIN_REPEAT_CHARS and key in seen:
+            cuts.append(match.start())
+            break
+        seen.add(key)
+    return min(cuts) if cuts else None
+
+
+class AnswerGuard:
+    """Feeds on streamed pieces; says what may be shown now and when to stop the model."""
+
+    def __init__(self) -> None:
+        self.text = ""
+        self.shown = 0
+        self.stopped = False
+
+    def feed(self, piece: str) -> str:
+        if self.stopped:
+            return ""
+        self.text += piece
+        cut = stop_point(self.text)
+        if cut is not None:
+            self.text = self.text[:cut].rstrip()
+            self.stopped = True
+            return self.flush()
+        safe = len(self.text) - self._pending_marker()
+        out = self.text[self.shown : safe] if safe > self.shown else ""
+        self.shown = max(self.shown, safe)
+        return out
+
+    def flush(self) -> str:
+        out = self.text[self.shown :]
+        self.shown = len(self.text)
+        return out
+
+    def _pending_marker(self) -> int:
+        """Length of a tail that may be the start of a stop marker (held back until known)."""
+        tail = self.text[-max(len(m) for m in STOP_MARKERS) :].lower()
+        for size in range(len(tail), 0, -1):
+            if any(m.lower().startswith(tail[-size:]) for m in STOP_MARKERS):
+                return size
+        return 0
+
+
 # --- Conversation ---------------------------------------------------------------------------
 
 
@@ -340,22 +418,29 @@ class Answerer:
             return
 
         prompt = build_prompt(standalone, search.chunks, self.llm)
-        pieces: list[str] = []
+        guard = AnswerGuard()
         sent = time.perf_counter()
         try:
+            # Closing the model's stream (guard stop, or our caller closing us) cancels the generation.
             with contextlib.closing(self.llm.stream(prompt.messages)) as tokens:
                 for piece in tokens:
-                    if not pieces:
+                    if not timings.first_token:
                         timings.first_token = time.perf_counter() - sent
-                    pieces.append(piece)
-                    yield {"type": "token", "text": piece}
+                    shown = guard.feed(piece)
+                    if shown:
+                        yield {"type": "token", "text": shown}
+                    if guard.stopped:
+                        break
+            rest = guard.flush()
+            if rest:
+                yield {"type": "token", "text": rest}
         except LLMUnavailable as exc:
             timings.generate = time.perf_counter() - sent
-            text, citations = parse_citations("".join(pieces), prompt.sources)
+            text, citations = parse_citations(guard.text, prompt.sources)
             yield {"type": "final", "answer": answer("llm_unavailable", text, citations, prompt.sources, str(exc))}
             return
         timings.generate = time.perf_counter() - sent
-        text, citations = finish("".join(pieces), prompt.sources)
+        text, citations = finish(guard.text, prompt.sources)
         yield {"type": "final", "answer": answer("answered", text, citations, prompt.sources)}
 
     def not_found_message(self, search: SearchResult) -> str | None:

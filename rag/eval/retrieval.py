@@ -95,23 +95,22 @@ def load_beir(folder: Path) -> BeirDataset:
 # --- Index ---------------------------------------------------------------------------------
 
 
-def document_passages(doc_id: str, title: str, text: str, settings: Settings, window: int, count_tokens) -> list[str]:
+def document_passages(title: str, text: str, settings: Settings, window: int) -> list[str]:
     """The texts stored for one corpus document: itself, or its chunks when over the window."""
-    full = f"{title}\n\n{text}".strip() if title else text.strip()
-    if count_tokens(full) <= window:
-        return [full]
-    from ingest.chunking import chunk_document
+    from ingest.chunking import chunk_document, chunker_for
     from ingest.parsers.base import ParsedDocument, TextUnit
 
-    heading = [title] if title else []
-    doc = ParsedDocument(units=[TextUnit(text=text, heading_path=heading)], format="text", title=title or None)
-    # The title goes in front of every chunk, as a heading does, so each chunk stays on topic.
+    full = f"{title}\n\n{text}".strip() if title else text.strip()
+    if chunker_for(settings).count_tokens([full])[0] <= window:
+        return [full]
+    doc = ParsedDocument(units=[TextUnit(text=text)], format="text", title=title or None)
+    # The title goes in front of every chunk, as a heading would, so each chunk stays on topic.
     return [f"{title}\n\n{c.text}" if title else c.text for c in chunk_document(doc, settings)]
 
 
 def _cache_file(settings: Settings, embedder, texts: list[str]) -> Path:
     digest = hashlib.sha256()
-    digest.update(str(getattr(embedder, "model_id", settings.embed_model)).encode())
+    digest.update(str(embedder.model_path).encode())
     digest.update(settings.embed_precision.encode())
     for t in texts:
         digest.update(hashlib.sha256(t.encode()).digest())
@@ -142,11 +141,11 @@ def build_index(
     dataset: BeirDataset, settings: Settings, embedder, store: VectorStore, progress: Callable[[str], None]
 ) -> dict:
     started = time.perf_counter()
-    window = embedder.max_tokens
+    window = embedder.max_tokens - 2  # [CLS] and [SEP]
     doc_ids: list[str] = []
     texts: list[str] = []
     for doc_id, (title, text) in dataset.corpus.items():
-        for passage in document_passages(doc_id, title, text, settings, window, embedder.count_tokens):
+        for passage in document_passages(title, text, settings, window):
             doc_ids.append(doc_id)
             texts.append(passage)
     chunked = time.perf_counter()
