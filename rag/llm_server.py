@@ -49,8 +49,6 @@ GGUF_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 MODEL_DIR_NAME = "smollm2-135m-instruct"
 VENV_MARKER = ".rag-installed.json"
 MODEL_MARKER = ".rag-model.json"
-# Set in the server's environment to the run folder: tells our server processes from any other.
-SERVER_STAMP = "RAG_LLM_SERVER_RUN_DIR"
 
 # Run with the vLLM venv's python: ``python -c CONVERT_SCRIPT <gguf file> <output dir>``.
 CONVERT_SCRIPT = """
@@ -134,7 +132,6 @@ def server_env(settings: Settings) -> dict[str, str]:
         TRITON_CACHE_DIR=str(cache / "triton"),
         PYTHONUNBUFFERED="1",
     )
-    env[SERVER_STAMP] = str(settings.run_dir.resolve())
     return env
 
 
@@ -485,11 +482,10 @@ def stop(settings: Settings, timeout: float = 20.0) -> bool:
 def _stop_recorded(settings: Settings, timeout: float = 20.0) -> bool:
     record = _read_pid_file(settings) or {}
     pid_file(settings).unlink(missing_ok=True)
-    pid = record.get("pid")
-    tree = _server_processes(settings, pid) if pid else []
+    tree = _server_processes(record)
     # SIGTERM first while the API server lives: it shuts its engine down cleanly. Engine
     # processes orphaned by a crashed API server don't react to it, so they get SIGKILL.
-    leader_alive = any(proc.pid == pid for proc in tree)
+    leader_alive = any(proc.pid == record.get("pid") for proc in tree)
     for proc in tree:
         with contextlib.suppress(psutil.Error):
             proc.terminate() if leader_alive else proc.kill()
@@ -498,23 +494,29 @@ def _stop_recorded(settings: Settings, timeout: float = 20.0) -> bool:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     psutil.wait_procs(alive, timeout=5)
-    _reap(pid)
+    _reap(record.get("pid"))
     return bool(tree)
 
 
-def _server_processes(settings: Settings, pgid: int) -> list[psutil.Process]:
-    """Members of process group ``pgid`` carrying this data folder's stamp.
+def _server_processes(record: dict[str, Any]) -> list[psutil.Process]:
+    """The live processes of the recorded server: its process group, also after the leader died.
 
-    Works when the leader already died (its engine processes may outlive it), and
-    the stamp makes sure a recycled process-group number never selects a stranger.
+    A process-group number stays reserved while any member lives, so members found
+    without a leader are the dead leader's. Only when the leader's PID now names a
+    different process (other start time) has the number been recycled: then nothing is ours.
     """
-    stamp = str(settings.run_dir.resolve())
-    found = []
+    pgid = record.get("pid")
+    if not pgid:
+        return []
+    with contextlib.suppress(psutil.NoSuchProcess):
+        if abs(psutil.Process(pgid).create_time() - record.get("create_time", 0)) >= 1:
+            return []
+    members = []
     for proc in psutil.process_iter():
         with contextlib.suppress(psutil.Error, OSError):
-            if os.getpgid(proc.pid) == pgid and proc.environ().get(SERVER_STAMP) == stamp:
-                found.append(proc)
-    return found
+            if os.getpgid(proc.pid) == pgid and proc.status() != psutil.STATUS_ZOMBIE:
+                members.append(proc)
+    return members
 
 
 def _reap(pid: int | None) -> None:

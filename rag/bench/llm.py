@@ -182,7 +182,10 @@ def _bench_settings(settings: Settings) -> Settings:
 
 
 def run_llm_benchmark(settings: Settings, requests: int = 20, max_tokens: int = 128) -> dict[str, Any]:
-    settings = settings.model_copy(update={"llm_max_tokens": max_tokens})
+    # A generous timeout: on a busy machine a slow answer is a figure to report, not an error.
+    settings = settings.model_copy(
+        update={"llm_max_tokens": max_tokens, "llm_timeout": max(settings.llm_timeout, 600.0)}
+    )
     local = llm_server.is_local(settings)
     result: dict[str, Any] = {"requests": requests, "max_tokens": max_tokens}
     if local:

@@ -44,17 +44,15 @@ def running_requests(base_url: str) -> float:
     return float(line.rsplit(" ", 1)[1])
 
 
-def server_processes(settings) -> list[psutil.Process]:
-    """Every live process that carries this data folder's server stamp."""
-    stamp = str(settings.run_dir.resolve())
-    found = []
-    for proc in psutil.process_iter():
-        try:
-            if proc.status() != psutil.STATUS_ZOMBIE and proc.environ().get(serving.SERVER_STAMP) == stamp:
-                found.append(proc)
-        except psutil.Error:
-            continue
-    return found
+def server_tree(settings) -> list[psutil.Process]:
+    """The running server's API process and all its descendants (engine, workers)."""
+    leader = psutil.Process(serving.status(settings)["pid"])
+    return [leader, *leader.children(recursive=True)]
+
+
+def still_running(processes: list[psutil.Process]) -> list[psutil.Process]:
+    """Those of ``processes`` that still run (a zombie counts: nobody collected it)."""
+    return [proc for proc in processes if proc.is_running()]
 
 
 def run_cli(settings, *args: str) -> subprocess.CompletedProcess:
@@ -234,14 +232,13 @@ def own_server(llm_server, tmp_path):
 
 
 def test_stop_leaves_no_process_behind(own_server):
-    processes = server_processes(own_server)
-    leader = serving.status(own_server)["pid"]
-    assert len(processes) >= 2  # API server plus its engine
+    tree = server_tree(own_server)
+    assert len(tree) >= 3  # API server, engine, worker
 
     assert serving.stop(own_server) is True
 
-    assert server_processes(own_server) == []
-    assert not psutil.pid_exists(leader)  # reaped: not even a zombie
+    assert still_running(tree) == []
+    assert not psutil.pid_exists(tree[0].pid)  # collected: not even a zombie
     assert not serving.pid_file(own_server).exists()
     assert not serving.port_in_use(own_server.llm_host, own_server.llm_port)
     assert serving.status(own_server)["state"] == "down"
@@ -252,8 +249,9 @@ def test_server_killed_mid_stream_gives_a_clear_error_and_stop_cleans_up(own_ser
     client = LLMClient(own_server.model_copy(update={"llm_max_tokens": 1500}))
     stream = client.stream(LONG_ANSWER)
     next(stream), next(stream)
+    tree = server_tree(own_server)
 
-    os.kill(serving.status(own_server)["pid"], signal.SIGKILL)
+    tree[0].send_signal(signal.SIGKILL)  # the API server dies; its engine processes are orphaned
     with pytest.raises(LLMUnavailable) as error:
         for _ in stream:
             pass
@@ -262,8 +260,8 @@ def test_server_killed_mid_stream_gives_a_clear_error_and_stop_cleans_up(own_ser
     assert "stopped in the middle of an answer" in message
     assert own_server.effective_llm_base_url in message and "rag llm start" in message
     assert serving.status(own_server)["state"] == "down"
-    serving.stop(own_server)  # also ends the engine processes the dead leader left behind
-    assert server_processes(own_server) == []
+    serving.stop(own_server)  # also ends the engine processes the dead API server left behind
+    assert still_running(tree) == []
 
 
 def test_rag_llm_logs_shows_the_server_log(llm_server):
