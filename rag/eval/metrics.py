@@ -103,7 +103,8 @@ _NUMBER = re.compile(
 def numbers_in(text: str, *, skip_years: bool = True) -> list[set[float]]:
     """Every number in ``text`` as the set of values it may stand for.
 
-    "$1,577 million" may be compared with "1577" or "1577000000"; "12.5%" with "0.125".
+    "$1,577 million" may be compared with "1577", "1.577" (billions) or "1577000000";
+    "12.5%" with "0.125".
     Bare four-digit years (1900-2100) are skipped: they say when, not how much.
     """
     found = []
@@ -121,7 +122,8 @@ def numbers_in(text: str, *, skip_years: bool = True) -> list[set[float]]:
         values = {value, abs(value)}
         scale = (m.group("scale") or "").lower()
         if scale in _SCALES:
-            values |= {v * _SCALES[scale] for v in list(values)}
+            # "1.577 billion" also reads as 1577 (millions), the unit a gold answer may be in.
+            values |= {v * _SCALES[scale] / unit for v in list(values) for unit in (1, 1e3, 1e6, 1e9)}
         if m.group("pct"):
             values |= {v / 100 for v in list(values)}
         found.append(values)

@@ -1,0 +1,92 @@
+"""Evaluation metrics on tiny hand-made rankings, with values worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from rag.eval.metrics import (
+    aggregate_to_documents,
+    answer_correctness,
+    mrr_at_k,
+    ndcg_at_k,
+    numeric_match,
+    percentile,
+    recall_at_k,
+    token_f1,
+)
+
+LOG3 = math.log2(3)
+
+
+def test_ndcg_exact_values():
+    qrels = {"a": 1, "b": 2}
+    # ranked: x, a, b -> DCG = 1/log2(3) + 2/log2(4); ideal: b, a -> 2/1 + 1/log2(3)
+    assert ndcg_at_k(["x", "a", "b"], qrels, 10) == pytest.approx((1 / LOG3 + 1) / (2 + 1 / LOG3), abs=1e-12)
+    assert ndcg_at_k(["x", "a", "b"], qrels, 10) == pytest.approx(0.6199062332840657, abs=1e-12)
+    assert ndcg_at_k(["b", "a"], qrels, 10) == 1.0
+    assert ndcg_at_k(["x", "y"], qrels, 10) == 0.0
+    # cut-off: only the first k count, and the ideal is cut too
+    assert ndcg_at_k(["x", "b", "a"], qrels, 1) == 0.0
+    assert ndcg_at_k(["b", "x", "a"], qrels, 1) == 1.0
+    # zero-relevance judgments are not relevant
+    assert ndcg_at_k(["z"], {"z": 0, "a": 1}, 10) == 0.0
+
+
+def test_ndcg_binary_single_relevant_at_rank_two():
+    assert ndcg_at_k(["x", "a"], {"a": 1}, 10) == pytest.approx(1 / LOG3, abs=1e-12)  # 0.6309...
+
+
+def test_recall_and_mrr():
+    qrels = {"a": 1, "b": 1, "c": 1, "z": 0}
+    ranked = ["x", "b", "y", "a"]
+    assert recall_at_k(ranked, qrels, 2) == pytest.approx(1 / 3)
+    assert recall_at_k(ranked, qrels, 10) == pytest.approx(2 / 3)
+    assert mrr_at_k(ranked, qrels, 10) == 0.5
+    assert mrr_at_k(ranked, qrels, 1) == 0.0
+    assert mrr_at_k(["z", "y"], qrels, 10) == 0.0
+
+
+def test_chunks_fold_into_documents_by_their_best_chunk():
+    hits = [("d2", 0.9), ("d1", 0.8), ("d2", 0.7), ("d3", 0.6), ("d1", 0.5)]
+    assert aggregate_to_documents(hits, 10) == ["d2", "d1", "d3"]
+    assert aggregate_to_documents(hits, 2) == ["d2", "d1"]
+
+
+def test_percentile_interpolates():
+    assert percentile([1, 2, 3, 4], 50) == 2.5
+    assert percentile([5], 95) == 5
+    assert percentile([], 50) == 0.0
+
+
+@pytest.mark.parametrize("answer, gold, correct", [
+    ("Capital expenditure was $1,577 million [1].", "$1577.00", True),
+    ("It was 1.577 billion dollars.", "$1577.00", True),  # the gold figure is in millions
+    ("It was 1.577 dollars.", "$1577.00", False),  # no unit given: no guessing
+    ("Capex: USD 1,570 million.", "$1577.00", True),  # within 1 %
+    ("Capex: USD 1,560 million.", "$1577.00", False),  # 1.1 % off
+    ("The margin was 30.8%.", "30.8%", True),
+    ("The margin was 0.308.", "30.8%", True),
+    ("Operating margin fell from 36.8% to 34.6% in 2022.",
+     "No, it declined from 36.8% in FY 2021 to 34.6% in FY2022. A drop by 2.2%.", True),
+    ("In 2022 it grew.", "It grew by 5.4% in 2022.", False),  # years do not count as the figure
+    ("JnJ expects a gain of about $20 billion.", "approximately $20 billion gain", True),
+])
+def test_numeric_answers(answer, gold, correct):
+    result = answer_correctness(answer, gold)
+    assert result["method"] == "numeric"
+    assert result["correct"] is correct
+
+
+def test_numeric_share_counts_each_gold_number():
+    assert numeric_match("from 36.8% to 34.6%", "36.8% to 34.6%, down 2.2%") == pytest.approx(2 / 3)
+    assert numeric_match("anything", "no numbers here") is None
+
+
+def test_text_answers_use_token_f1():
+    assert token_f1("Customer deposits", "Customer deposits") == 1.0
+    assert token_f1("the deposits of customers", "Customer deposits") == pytest.approx(2 * 0.25 * 0.5 / 0.75)
+    result = answer_correctness("United States, EMEA, APAC and LACC", "United States, EMEA, APAC, and LACC")
+    assert result == {"method": "f1", "score": 1.0, "correct": True}
+    assert answer_correctness("Bananas", "Customer deposits")["correct"] is False
