@@ -275,9 +275,13 @@ def up(settings: Settings, *, manage_llm: bool = True, paths: list[Path] | None 
     missing = [p for p in [*paths, groups_file] if p is not None and not Path(p).exists()]
     if missing:
         raise UpError(f"{missing[0]} does not exist")
-    # SIGTERM (e.g. from a service manager) and a closed terminal stop us like Ctrl-C does.
+    # Ctrl-C, SIGTERM (e.g. from a service manager) and a closed terminal all stop everything.
+    # SIGINT explicitly: a shell starting us in the background hands it down ignored.
+    # SIGHUP only when not ignored: under nohup, logging out must not stop the system.
+    signal.signal(signal.SIGINT, _raise_interrupt)
     signal.signal(signal.SIGTERM, _raise_interrupt)
-    signal.signal(signal.SIGHUP, _raise_interrupt)
+    if signal.getsignal(signal.SIGHUP) != signal.SIG_IGN:
+        signal.signal(signal.SIGHUP, _raise_interrupt)
 
     children: list[Child] = []
     llm_started = False
