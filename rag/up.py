@@ -3,10 +3,10 @@
 Order matters:
 
 1. check the ports first, so a clash is reported in a second rather than after minutes;
-2. make sure the model server answers (start the local vLLM server when it is ours);
-3. ingest the documents (the sample corpus by default) in a child `rag ingest`, which
+2. ingest the documents (the sample corpus by default) in a child `rag ingest`, which
    closes the embedded store when done: the API process must be its only opener;
-4. make or re-read the admin key (``<data_dir>/admin-key.txt``, mode 0600);
+3. make or re-read the admin key (``<data_dir>/admin-key.txt``, mode 0600);
+4. make sure the model server answers (start the local vLLM server when it is ours);
 5. start `rag serve` and `rag ui` as child processes and wait until both answer;
 6. stay in the foreground; Ctrl-C, SIGTERM or a dying child stops the UI, the API and
    the vLLM server this run started, and nothing else.
@@ -288,12 +288,14 @@ def up(settings: Settings, *, manage_llm: bool = True, paths: list[Path] | None 
     try:
         check_ports(settings, {"api_port": "the REST API", "ui_port": "the web UI"})
         env = child_env(settings)
+        # Ingestion first: it needs no model server, and a problem with the documents shows
+        # before the minute-long vLLM start rather than after it.
+        ingest(paths, groups_file, env)
+        token, created = ensure_admin_key(settings)
         if manage_llm:
             llm_started = start_llm(settings)
         else:
             say(f"Model server: not managed (--no-llm); the app uses {settings.effective_llm_base_url}")
-        ingest(paths, groups_file, env)
-        token, created = ensure_admin_key(settings)
 
         say(f"Starting the REST API on {api_url(settings)}")
         api = Child("REST API", ["serve"], settings.run_dir / "api.log", env)
