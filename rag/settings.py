@@ -53,7 +53,11 @@ class Settings(BaseSettings):
     )
     embed_dim: int = 384
     embed_batch_size: int = Field(64, ge=1)
-    embed_precision: Literal["float32", "bfloat16"] = "bfloat16"
+    embed_precision: Literal["auto", "float32", "bfloat16", "int8"] = Field(
+        "auto",
+        description="auto = bfloat16 on CPUs with native bf16 (AVX-512 BF16/AMX), else int8 (ONNX "
+        "Runtime, exported once into cache_dir); float32 = the reference (see rag.embedding).",
+    )
     embed_threads: int = Field(0, ge=0, description="Torch threads for embedding; 0 = all cores.")
 
     # --- Ingestion ----------------------------------------------------------
