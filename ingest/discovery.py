@@ -55,7 +55,6 @@ def discover(paths: Iterable[Path | str], settings: Settings) -> Discovery:
     """Walk every path (file or folder); return readable candidates and per-file errors."""
     result = Discovery()
     seen_ids: set[str] = set()
-    max_bytes = int(settings.max_file_mb * 1024 * 1024)
     for given in paths:
         absolute = Path(os.path.abspath(given))  # absolute without resolving symlinks
         result.roots.append(absolute)
@@ -71,7 +70,7 @@ def discover(paths: Iterable[Path | str], settings: Settings) -> Discovery:
                 continue  # the same file named twice on the command line
             seen_ids.add(doc_id)
             try:
-                result.files.append(check_file(path, doc_id, relative, max_bytes))
+                result.files.append(check_file(path, doc_id, relative, settings.max_file_mb))
             except ParseError as exc:
                 kind = "unsupported" if path.suffix.lower() not in PARSERS else "error"
                 result.errors.append(DiscoveryError(doc_id, str(path), exc.reason, kind))
@@ -85,7 +84,7 @@ def normalise_doc_id(raw: str) -> str:
     return "/".join(parts)
 
 
-def check_file(path: Path, doc_id: str, relative: str, max_bytes: int) -> Candidate:
+def check_file(path: Path, doc_id: str, relative: str, max_file_mb: float) -> Candidate:
     """The checks that need no parsing; raises ParseError with the reason."""
     if path.suffix.lower() not in PARSERS:
         kind = f"'{path.suffix}'" if path.suffix else "without an extension"
@@ -104,10 +103,10 @@ def check_file(path: Path, doc_id: str, relative: str, max_bytes: int) -> Candid
         raise ParseError("the path is not a regular file")
     if info.st_size == 0:
         raise ParseError("the file is empty")
-    if info.st_size > max_bytes:
+    if info.st_size > max_file_mb * 1048576:
         raise ParseError(
-            f"the file is {info.st_size / 1048576:.1f} MB, larger than the limit of "
-            f"{max_bytes / 1048576:g} MB (setting max_file_mb)"
+            f"the file is {info.st_size / 1048576:.3g} MB, larger than the limit of "
+            f"{max_file_mb:g} MB (setting max_file_mb)"
         )
     try:
         with path.open("rb") as handle:

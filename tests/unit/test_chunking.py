@@ -1,0 +1,76 @@
+"""Chunking with the packaged model's real tokenizer: limits, offsets, pages, headings, boundaries."""
+
+from __future__ import annotations
+
+import pytest
+
+from ingest.chunking import chunk_document, chunker_for
+from ingest.parsers.base import ParsedDocument, TextUnit
+
+
+def _sentences(prefix: str, n: int) -> str:
+    return " ".join(f"{prefix} sentence number {i} talks about budgets, travel and leave policies." for i in range(n))
+
+
+@pytest.fixture
+def document():
+    long_page = "\n\n".join(_sentences(f"Para{p}", 6) for p in range(12))
+    return ParsedDocument(
+        units=[
+            TextUnit("Short first page.", page=1, heading_path=["Intro"]),
+            TextUnit(long_page, page=2, heading_path=["Policies", "Travel"]),
+            TextUnit("-".join(["antidisestablishmentarianism"] * 400), page=3),  # no whitespace anywhere
+            TextUnit(_sentences("Last", 40), page=4, heading_path=["Appendix"]),
+        ],
+        format="pdf",
+        pages=4,
+    )
+
+
+def test_chunks_fit_the_window_and_quote_their_unit_verbatim(settings, document):
+    chunker = chunker_for(settings)
+    chunks = chunk_document(document, settings)
+    assert chunker.max_tokens == min(settings.chunk_tokens, 256 - 2)
+    counted = chunker.count_tokens([c.text for c in chunks])
+    for chunk, tokens in zip(chunks, counted):
+        unit = document.units[chunk.unit_index]
+        assert unit.text[chunk.start : chunk.end] == chunk.text
+        assert tokens == chunk.tokens <= chunker.max_tokens
+        assert chunk.page == unit.page  # never spans two pages
+        assert chunk.heading_path == unit.heading_path
+
+
+def test_every_character_is_covered_and_neighbours_overlap(settings, document):
+    chunks = [c for c in chunk_document(document, settings) if c.unit_index == 1]
+    assert len(chunks) > 3
+    assert chunks[0].start == 0 and chunks[-1].end == len(document.units[1].text)
+    for before, after in zip(chunks, chunks[1:]):
+        assert after.start < before.end  # overlap: no gap, some shared context
+        assert after.start > before.start  # progress
+
+
+def test_chunks_end_on_paragraph_or_sentence_boundaries(settings, document):
+    text = document.units[1].text
+    chunks = [c for c in chunk_document(document, settings) if c.unit_index == 1]
+    for chunk in chunks[:-1]:
+        assert chunk.text.endswith(".") or text[chunk.end : chunk.end + 2] == "\n\n"
+
+
+def test_no_overlap_setting_gives_disjoint_chunks(settings, document):
+    settings = settings.model_copy(update={"chunk_overlap": 0, "chunk_tokens": 64})
+    chunks = [c for c in chunk_document(document, settings) if c.unit_index == 3]
+    assert all(b.start >= a.end for a, b in zip(chunks, chunks[1:]))
+    assert max(c.tokens for c in chunks) <= 64
+
+
+def test_a_setting_above_the_model_window_is_capped(settings, document):
+    settings = settings.model_copy(update={"chunk_tokens": 1000})
+    chunks = chunk_document(document, settings)
+    assert max(c.tokens for c in chunks) <= 254
+    assert len({c.unit_index for c in chunks}) == 4
+
+
+def test_short_unit_is_one_chunk(settings, document):
+    first = [c for c in chunk_document(document, settings) if c.unit_index == 0]
+    assert [(c.text, c.page, c.heading_path, c.start, c.end) for c in first] == [
+        ("Short first page.", 1, ["Intro"], 0, 17)]
