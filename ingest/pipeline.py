@@ -168,7 +168,8 @@ class IngestPipeline:
                                                chunks=prev.chunks, pages=prev.pages or None))
                 notify({"event": "file", "status": status, "chunks": 0})
                 continue
-            todo.append(_Work(cand.path, cand.doc_id, cand.source, doc_groups, content_hash, prev))
+            # Citations show the document id (folder/relative path), not this machine's absolute path.
+            todo.append(_Work(cand.path, cand.doc_id, cand.doc_id, doc_groups, content_hash, prev))
         report.stages.hash = time.perf_counter() - t
 
         if dry_run:
