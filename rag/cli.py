@@ -187,7 +187,7 @@ def ask(
 
 @bench_app.command("ingest")
 def bench_ingest(
-    data: Path = typer.Option(..., exists=True, file_okay=False, help="Folder of documents to ingest."),
+    data: list[Path] = typer.Option(..., exists=True, file_okay=False, help="Folder(s) of documents (repeatable)."),
     naive: bool = typer.Option(True, help="Also run the naive llama-index path as the baseline."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -269,6 +269,25 @@ def eval_qa(
         emit(result, True)
     else:
         print_qa_eval(result, Console())
+
+
+@bench_app.command("embed")
+def bench_embed(
+    chunks: int = typer.Option(2000, min=1, help="Chunks of 254 tokens (MiniLM's full window) to embed."),
+    data: Path | None = typer.Option(None, exists=True, file_okay=False,
+                                     help="Text source: a BEIR folder (corpus.jsonl) or .txt/.md files; "
+                                          "default: Python's own documentation."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Embedding speed (ours vs plain float32 sentence-transformers), FLOP/s against the matmul rate, agreement."""
+    from rag.bench.embed import run_embed_benchmark
+    from rag.embedding import EmbeddingError
+    from rag.settings import get_settings
+
+    try:
+        emit(run_embed_benchmark(get_settings(), chunks=chunks, data=data), as_json)
+    except (EmbeddingError, ValueError) as exc:
+        fail(str(exc))
 
 
 @bench_app.command("store")

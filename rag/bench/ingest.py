@@ -23,7 +23,7 @@ def _peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def run_ours(data: str) -> dict:
+def run_ours(data: list[str]) -> dict:
     from rag.service import RagService
     from rag.settings import Settings
 
@@ -31,7 +31,7 @@ def run_ours(data: str) -> dict:
         service = RagService(Settings(data_dir=Path(tmp), _env_file=None))
         service.embedder.warm_up()
         t = time.perf_counter()
-        report = service.ingest([Path(data)])
+        report = service.ingest([Path(d) for d in data])
         wall = time.perf_counter() - t
         service.close()
     ok = [f for f in report.files if f.status == "added"]
@@ -63,7 +63,12 @@ def _reasons(failed) -> dict[str, int]:
     return out
 
 
-def run_naive(data: str) -> dict:
+def _files_under(folders: list[str]) -> list[str]:
+    return sorted(str(p) for d in folders for p in Path(d).rglob("*")
+                  if p.is_file() and not any(part.startswith(".") for part in p.parts))
+
+
+def run_naive(data: list[str]) -> dict:
     from llama_index.core import Settings as LlamaSettings
     from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
     from llama_index.embeddings.huggingface import HuggingFaceEmbedding
@@ -81,7 +86,7 @@ def run_naive(data: str) -> dict:
     tokenizer = embed._model.tokenizer
     with tempfile.TemporaryDirectory() as tmp:
         t = time.perf_counter()
-        reader = SimpleDirectoryReader(data, recursive=True, raise_on_error=False)
+        reader = SimpleDirectoryReader(input_files=_files_under(data), raise_on_error=False)
         try:
             docs = reader.load_data(show_progress=False)
         except Exception as exc:  # the naive path has no per-file isolation
@@ -132,11 +137,12 @@ def _child(fn, *args):
         return pool.apply(fn, args)
 
 
-def run_ingest_benchmark(data: Path, naive: bool = True) -> dict:
-    ours = _child(run_ours, str(data))
-    result: dict = {"data": str(data), "ours": ours}
+def run_ingest_benchmark(data: list[Path], naive: bool = True) -> dict:
+    folders = [str(d) for d in data]
+    ours = _child(run_ours, folders)
+    result: dict = {"data": folders, "files": len(_files_under(folders)), "ours": ours}
     if naive:
-        base = _child(run_naive, str(data))
+        base = _child(run_naive, folders)
         result["naive_llama_index"] = base
         if "wall_s" in base:
             result["ratios"] = {
