@@ -36,6 +36,7 @@ def run_ours(data: list[str]) -> dict:
         service.close()
     ok = [f for f in report.files if f.status == "added"]
     stages = report.stages.model_dump()
+    arithmetic = _embed_arithmetic(report, stages["embed"])
     return {
         "path": "ours",
         "wall_s": round(wall, 2),
@@ -51,7 +52,29 @@ def run_ours(data: list[str]) -> dict:
         "tokens_embedded_per_s": round(report.tokens_embedded / wall, 1),
         "embed_stage_tokens_per_s": round(report.tokens_embedded / max(stages["embed"], 1e-9), 1),
         "stage_seconds": {k: round(v, 2) for k, v in stages.items()},
+        "embedding_arithmetic": arithmetic,
         "peak_rss_mb": _peak_rss_mb(),
+    }
+
+
+def _embed_arithmetic(report, embed_seconds: float) -> dict:
+    """Achieved FLOP/s of the embedding stage against this machine's matmul rates, same run."""
+    import json
+
+    from rag.bench.embed import flops_per_token, matmul_flops
+    from rag.embedding import default_model_path
+
+    config = json.loads((default_model_path() / "config.json").read_text())
+    chunks = max(report.embeddings_computed, 1)
+    mean_len = report.tokens_embedded / chunks + 2  # + [CLS] and [SEP]
+    achieved = report.tokens_embedded * flops_per_token(config, int(mean_len)) / max(embed_seconds, 1e-9)
+    f32, bf16 = matmul_flops("float32"), matmul_flops("bfloat16")
+    return {
+        "achieved_gflops": round(achieved / 1e9, 1),
+        "matmul_float32_gflops": round(f32 / 1e9, 1),
+        "matmul_bfloat16_gflops": round(bf16 / 1e9, 1),
+        "share_of_float32_matmul": round(achieved / f32, 3),
+        "share_of_bfloat16_matmul": round(achieved / bf16, 3),
     }
 
 
