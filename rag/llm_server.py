@@ -407,7 +407,11 @@ def start(settings: Settings) -> dict[str, Any]:
         if port_in_use(settings.llm_host, settings.llm_port):
             raise LLMServerError(f"port {settings.llm_port} is already in use by another process")
         proc = _launch(settings)
-        _wait_healthy(settings, proc)
+        try:
+            _wait_healthy(settings, proc)
+        except KeyboardInterrupt:  # Ctrl-C while waiting: the detached server must not stay behind
+            _stop_recorded(settings)
+            raise
     return status(settings)
 
 
