@@ -218,7 +218,7 @@ def start_llm(settings: Settings) -> bool:
         say(f"Model server: already running at {settings.effective_llm_base_url}")
         return False
     check_ports(settings, {"llm_port": "the local vLLM server"})
-    say("Model server: starting the local vLLM CPU server (about 1 minute; first run: installs it)")
+    say("Model server: starting the local vLLM CPU server (1 to 3 minutes)")
     started = time.monotonic()
     try:
         llm_server.ensure_running(settings)
