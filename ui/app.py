@@ -11,6 +11,7 @@ from pathlib import Path
 import streamlit as st
 
 from ui import session
+from ui.answers import plain
 from ui.status import render_status
 
 HERE = Path(__file__).parent
@@ -37,9 +38,8 @@ def sign_in_page() -> None:
 
 def render_identity(user: dict) -> None:
     role = " · admin" if user.get("admin") else ""
-    groups = ", ".join(user.get("groups") or []) or "no groups"
-    st.markdown(f":material/account_circle: **{user.get('name', '')}**{role}")
-    st.caption(f"Groups: {groups}")
+    groups = plain(", ".join(user.get("groups") or []) or "no groups")
+    st.markdown(f":material/account_circle: **{plain(user.get('name', ''))}**{role}  \n:gray[Groups: {groups}]")
     if st.button("Sign out", icon=":material/logout:", key="sign_out", type="tertiary"):
         session.sign_out()
         st.rerun()
@@ -55,8 +55,5 @@ else:
     ])
     with st.sidebar:
         render_identity(user)
-        st.divider()
-    page.run()
-    with st.sidebar:
-        st.divider()
         render_status(session.client())
+    page.run()

@@ -73,7 +73,8 @@ def render_job(job: dict) -> None:
     if files:
         st.dataframe(
             [{"File": f["name"], "Result": OUTCOMES.get(f["status"], f["status"]),
-              "Pages": f.get("pages"), "Chunks": f.get("chunks"), "Reason": f.get("reason") or ""}
+              "Pages": str(f["pages"]) if f.get("pages") else "–", "Chunks": f.get("chunks") or 0,
+              "Reason": f.get("reason") or ""}
              for f in files],
             hide_index=True, width="stretch",
         )

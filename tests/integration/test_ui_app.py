@@ -226,11 +226,11 @@ def test_upload_shows_progress_then_per_file_results_with_reasons(ui, api):
     assert jobs[0]["state"] == "done"
     assert len(ui.warning) == 1 and "problems" in ui.warning[0].value
     results = {row["File"]: row for row in table(ui, "Reason")[0]}
-    assert results["heron.pdf"]["Result"] == "Added" and results["heron.pdf"]["Pages"] == 2
+    assert results["heron.pdf"]["Result"] == "Added" and results["heron.pdf"]["Pages"] == "2"
     assert results["broken.pdf"]["Result"] == "Failed" and results["broken.pdf"]["Reason"]
 
     listed = {row["File"]: row for row in table(ui, "Status")[0]}
-    assert listed["heron.pdf"]["Status"] == "Ready" and listed["heron.pdf"]["Pages"] == 2
+    assert listed["heron.pdf"]["Status"] == "Ready" and listed["heron.pdf"]["Pages"] == "2"
     assert listed["heron.pdf"]["Chunks"] >= 1 and sorted(listed["heron.pdf"]["Groups"]) == ["heron", "staff"]
     assert "broken.pdf" not in listed
 

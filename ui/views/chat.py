@@ -11,15 +11,24 @@ from ui.chats import Message
 client = session.client()
 chat = chats.current()
 
+# Read the question first (the input is pinned to the bottom wherever it is called), so
+# the chat list and the messages are drawn once, already with it: no rerun, no flicker.
+question = st.chat_input("Ask a question about your documents", key="question")
+asked = bool(question and question.strip())
+if asked:
+    conversation = chat.conversation()
+    chat.messages.append(Message("user", question))
+
 with st.sidebar:
-    if st.button("New chat", icon=":material/add_comment:", use_container_width=True, key="new_chat"):
+    st.divider()
+    if st.button("New chat", icon=":material/add_comment:", width="stretch", key="new_chat"):
         chats.new_chat()
         st.rerun()
     past = chats.past_chats()
     if past:
         st.caption("Chats in this session")
         for item in past:
-            if st.button(item.title, key=f"open-{item.id}", use_container_width=True,
+            if st.button(item.title, key=f"open-{item.id}", width="stretch",
                          type="secondary" if item.id == chat.id else "tertiary"):
                 chats.open_chat(item.id)
                 st.rerun()
@@ -35,11 +44,5 @@ if not chat.messages:
 for index, message in enumerate(chat.messages):
     render_message(client, message, key=f"{chat.id}-{index}")
 
-question = st.chat_input("Ask a question about your documents", key="question")
-if question and question.strip():
-    conversation = chat.conversation()
-    chat.messages.append(Message("user", question))
-    render_message(client, chat.messages[-1], key=f"{chat.id}-{len(chat.messages) - 1}")
-    answer = stream_answer(client, question, conversation, key=f"{chat.id}-{len(chat.messages)}")
-    chat.messages.append(answer)
-    st.rerun()  # the sidebar's chat list shows the new title
+if asked:
+    chat.messages.append(stream_answer(client, question, conversation, key=f"{chat.id}-{len(chat.messages)}"))

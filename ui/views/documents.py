@@ -45,7 +45,7 @@ def upload_form(client: ApiClient, user: dict, known_groups: list[str]) -> None:
 def document_table(items: list[dict]) -> None:
     st.dataframe(
         [{"File": d["name"], "Status": "Ready" if d["complete"] else "Incomplete",
-          "Groups": d["groups"], "Pages": d["pages"] or None, "Chunks": d["chunks"], "Id": d["doc_id"]}
+          "Groups": d["groups"], "Pages": str(d["pages"]) if d["pages"] else "–", "Chunks": d["chunks"], "Id": d["doc_id"]}
          for d in items],
         hide_index=True,
         width="stretch",
@@ -54,7 +54,7 @@ def document_table(items: list[dict]) -> None:
             "Status": st.column_config.TextColumn(help="Incomplete: an ingestion of this file did not finish; "
                                                   "upload it again."),
             "Groups": st.column_config.ListColumn(),
-            "Pages": st.column_config.NumberColumn(format="%d"),
+            "Pages": st.column_config.TextColumn(alignment="right", help="– for formats without pages."),
             "Chunks": st.column_config.NumberColumn(format="%d", help="Passages stored for search."),
             "Id": st.column_config.TextColumn(width="small"),
         },
