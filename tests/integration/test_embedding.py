@@ -1,0 +1,97 @@
+"""The real packaged MiniLM through every precision: normalised vectors, agreement with
+float32, order kept despite length sorting, the int8 model built once and cached."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from rag.embedding import Embedder, EmbeddingError
+
+TEXTS = [
+    "Employees receive thirty days of paid annual leave each calendar year.",
+    "The quarterly report shows revenue growth of twelve percent in Europe.",
+    "To reset your password, open the security settings and choose a new one.",
+    "Tents must be pitched on flat ground away from rivers and dead trees. " * 12,  # long
+    "Backups run nightly at two o'clock and are kept for ninety days.",
+    "x",
+]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    from rag.settings import Settings
+
+    embedder = Embedder(Settings(data_dir=tmp_path_factory.mktemp("fp32"), embed_precision="float32", _env_file=None))
+    return embedder.embed_documents(TEXTS)
+
+
+def _cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return np.sum(a * b, axis=1)
+
+
+def test_float32_matches_plain_sentence_transformers(reference):
+    from sentence_transformers import SentenceTransformer
+
+    from rag.embedding import default_model_path
+
+    plain = SentenceTransformer(str(default_model_path()), device="cpu").encode(TEXTS, normalize_embeddings=True)
+    assert _cosines(reference, plain).min() > 0.99999
+
+
+# int8 drifts most on very short texts ("x"); on SciFact it costs 0.002 nDCG@10 (see rag.embedding).
+@pytest.mark.parametrize("precision, floor, mean_floor", [("bfloat16", 0.99, 0.999), ("int8", 0.97, 0.985),
+                                                          ("auto", 0.97, 0.985)])
+def test_fast_precisions_agree_with_float32(settings, reference, precision, floor, mean_floor):
+    embedder = Embedder(settings.model_copy(update={"embed_precision": precision}))
+    vectors = embedder.embed_documents(TEXTS)
+    assert vectors.dtype == np.float32 and vectors.shape == (len(TEXTS), 384)
+    assert np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
+    cosines = _cosines(vectors, reference)
+    assert cosines.min() > floor and cosines.mean() > mean_floor
+    assert embedder.precision in ("bfloat16", "int8")
+
+
+def test_order_is_kept_and_queries_match_documents(settings):
+    embedder = Embedder(settings)
+    forward = embedder.embed_documents(TEXTS)
+    backward = embedder.embed_documents(TEXTS[::-1])[::-1]
+    assert _cosines(forward, backward).min() > 0.999  # int8 scales activations per batch: tiny drift only
+    query = embedder.embed_query("how many vacation days do staff get?")
+    assert query.shape == (384,)
+    assert int(np.argmax(forward @ query)) == 0
+
+
+def test_int8_model_is_built_once_into_the_cache_folder(settings, tmp_path):
+    first = Embedder(settings.model_copy(update={"embed_precision": "int8"}))
+    first.warm_up()
+    cached = list((settings.cache_dir / "onnx").glob("*/model-int8.onnx"))
+    assert len(cached) == 1 and cached[0].stat().st_size > 10_000_000
+    other = settings.model_copy(update={"data_dir": tmp_path / "other", "embed_precision": "int8"})
+    second = Embedder(other)
+    second.warm_up()  # same process: copied, not exported again
+    assert (other.cache_dir / "onnx" / cached[0].parent.name / "model-int8.onnx").read_bytes() == cached[0].read_bytes()
+
+
+def test_token_facts_and_empty_input(settings):
+    embedder = Embedder(settings)
+    assert embedder.max_tokens == 254
+    assert embedder.count_tokens("Hello world") == 2
+    assert embedder.embed_documents([]).shape == (0, 384)
+
+
+def test_missing_model_folder_is_a_plain_error(settings, tmp_path):
+    embedder = Embedder(settings.model_copy(update={"embed_model": str(tmp_path / "nope")}))
+    with pytest.raises(EmbeddingError, match="does not exist"):
+        embedder.warm_up()
+
+
+def test_llama_index_adapter_uses_our_vectors(settings):
+    from rag.embedding import LlamaEmbedding
+
+    embedder = Embedder(settings)
+    adapter = LlamaEmbedding(embedder=embedder)
+    ours = embedder.embed_documents(TEXTS[:3])
+    theirs = np.array(adapter.get_text_embedding_batch(TEXTS[:3]), dtype=np.float32)
+    assert _cosines(ours, theirs).min() > 0.9999
+    assert np.allclose(adapter.get_query_embedding(TEXTS[0]), embedder.embed_query(TEXTS[0]), atol=1e-5)
