@@ -39,12 +39,12 @@ class Chat:
         return first if len(first) <= TITLE_CHARS else first[: TITLE_CHARS - 1].rstrip() + "…"
 
     def conversation(self) -> list[dict]:
-        """Earlier turns for the API, oldest first; failed answers are left out."""
-        turns = [
-            {"role": m.role, "content": m.content}
-            for m in self.messages
-            if m.content.strip() and (m.role == "user" or m.answer is not None)
-        ]
+        """Earlier turns for the API, oldest first; a question whose answer failed is left out with it."""
+        turns = []
+        for question, reply in zip(self.messages[::2], self.messages[1::2]):
+            if reply.answer is not None:
+                turns += [{"role": "user", "content": question.content},
+                          {"role": "assistant", "content": reply.answer.answer or reply.answer.message or ""}]
         return turns[-CONVERSATION_TURNS:]
 
 

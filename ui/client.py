@@ -37,6 +37,13 @@ def detail_of(response: httpx.Response) -> str:
     return f"The API answered with an error (HTTP {response.status_code})."
 
 
+def sentence(text: str) -> str:
+    """``text`` as a sentence: capital first letter, final full stop."""
+    text = text.strip()
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith((".", "!", "?")) else text + "."
+
+
 def parse_sse(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
     """(event, data) pairs from Server-Sent Events lines."""
     event, data = "message", []
@@ -126,7 +133,7 @@ class ApiClient:
                     elif event == "final":
                         yield {"type": "final", "answer": Answer.model_validate(payload)}
                     elif event == "error":
-                        raise ApiError(payload.get("detail") or "The answer stopped.")
+                        raise ApiError(sentence(payload.get("detail") or "the answer stopped"))
         except httpx.TimeoutException:
             raise ApiError("The answer took too long and was stopped; try a shorter question.") from None
         except httpx.TransportError:
