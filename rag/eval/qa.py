@@ -195,6 +195,10 @@ def evaluate_qa(
         update={"data_dir": Path(work_dir), "llm_model_dir": llm_server.model_dir(settings).resolve()}
     )
     service = RagService(run_settings)
+    # The embedder keeps the real data folder's model cache (e.g. the exported int8 model).
+    from rag.embedding import Embedder
+
+    service.embedder = Embedder(settings)
     try:
         progress(f"ingesting {docs_dir} (real pipeline) into {work_dir}")
         report = service.ingest([Path(docs_dir)])

@@ -95,13 +95,13 @@ def load_beir(folder: Path) -> BeirDataset:
 # --- Index ---------------------------------------------------------------------------------
 
 
-def document_passages(title: str, text: str, settings: Settings, window: int) -> list[str]:
-    """The texts stored for one corpus document: itself, or its chunks when over the window."""
-    from ingest.chunking import chunk_document, chunker_for
+def document_passages(title: str, text: str, settings: Settings, embedder) -> list[str]:
+    """The texts stored for one corpus document: itself, or its chunks when over the model's window."""
+    from ingest.chunking import chunk_document
     from ingest.parsers.base import ParsedDocument, TextUnit
 
     full = f"{title}\n\n{text}".strip() if title else text.strip()
-    if chunker_for(settings).count_tokens([full])[0] <= window:
+    if embedder.count_tokens(full) <= embedder.max_tokens:
         return [full]
     doc = ParsedDocument(units=[TextUnit(text=text)], format="text", title=title or None)
     # The title goes in front of every chunk, as a heading would, so each chunk stays on topic.
@@ -110,8 +110,7 @@ def document_passages(title: str, text: str, settings: Settings, window: int) ->
 
 def _cache_file(settings: Settings, embedder, texts: list[str]) -> Path:
     digest = hashlib.sha256()
-    digest.update(str(embedder.model_path).encode())
-    digest.update(settings.embed_precision.encode())
+    digest.update(embedder.model_id.encode())  # model folder and numeric precision
     for t in texts:
         digest.update(hashlib.sha256(t.encode()).digest())
     return settings.cache_dir / "eval" / f"dense-{digest.hexdigest()[:24]}.npy"
@@ -141,11 +140,10 @@ def build_index(
     dataset: BeirDataset, settings: Settings, embedder, store: VectorStore, progress: Callable[[str], None]
 ) -> dict:
     started = time.perf_counter()
-    window = embedder.max_tokens - 2  # [CLS] and [SEP]
     doc_ids: list[str] = []
     texts: list[str] = []
     for doc_id, (title, text) in dataset.corpus.items():
-        for passage in document_passages(title, text, settings, window):
+        for passage in document_passages(title, text, settings, embedder):
             doc_ids.append(doc_id)
             texts.append(passage)
     chunked = time.perf_counter()
@@ -313,6 +311,7 @@ def evaluate_retrieval(
         "split": split,
         "queries": len(test_qrels),
         "index": index,
+        "embedder": embedder.model_id,
         "hybrid_params": params.__dict__,
         "query_embed_latency": latency_summary(embed_times),
         "modes": {m: {"metrics": r["metrics"], "latency": r["latency"]} for m, r in results.items()},

@@ -28,6 +28,14 @@ QUERIES = {"q1": "why do cats purr", "q2": "memory safe systems programming lang
            "q4": "leaves used for green tea", "q5": "what causes ocean tides", "q6": "how plants make glucose"}
 
 
+@pytest.fixture(scope="module")
+def settings(tmp_path_factory):
+    """One data folder for the module, so the embedder's model cache is built once."""
+    from rag.settings import Settings
+
+    return Settings(_env_file=None, data_dir=tmp_path_factory.mktemp("eval") / "var")
+
+
 def write_beir(folder: Path, *, train: bool = True) -> Path:
     (folder / "qrels").mkdir(parents=True)
     with open(folder / "corpus.jsonl", "w") as f:
@@ -207,10 +215,10 @@ def rag_cli(*args: str, data_dir: Path) -> subprocess.CompletedProcess:
                           timeout=900)
 
 
-def test_cli_eval_retrieval_json_and_report(tmp_path):
+def test_cli_eval_retrieval_json_and_report(tmp_path, settings):
     report = tmp_path / "out" / "report.html"
     run = rag_cli("eval", "retrieval", "--dataset", str(write_beir(tmp_path / "beir")), "--json",
-                  "--report", str(report), data_dir=tmp_path / "var")
+                  "--report", str(report), data_dir=settings.data_dir)
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
     assert set(data["modes"]) == {"dense", "sparse", "hybrid"} and "per_query" not in data
