@@ -271,6 +271,19 @@ def eval_qa(
         print_qa_eval(result, Console())
 
 
+@bench_app.command("parse")
+def bench_parse(
+    data: list[Path] = typer.Option(..., exists=True, help="Folders or files to parse (repeat --data)."),
+    pdf_libraries: bool = typer.Option(True, help="Also time pypdf against PyMuPDF on the PDFs found."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+) -> None:
+    """Parse real files: successes and failures per format, and the PDF library measurement."""
+    from rag.bench.parse import run_parse_benchmark
+    from rag.settings import get_settings
+
+    emit(run_parse_benchmark(get_settings(), data, pdf_libraries=pdf_libraries), as_json)
+
+
 @bench_app.command("embed")
 def bench_embed(
     chunks: int = typer.Option(2000, min=1, help="Chunks of 254 tokens (MiniLM's full window) to embed."),

@@ -175,6 +175,7 @@ class _TorchBackend:
         import torch
         from sentence_transformers import SentenceTransformer
 
+        _quiet_model_loading()
         torch.set_num_threads(threads)
         self.model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
         if precision == "bfloat16":
@@ -277,6 +278,7 @@ def _export_onnx(model_path: Path, target: Path) -> None:
     import torch
     from transformers import AutoModel
 
+    _quiet_model_loading()
     model = AutoModel.from_pretrained(str(model_path), local_files_only=True, attn_implementation="eager").eval()
 
     class HiddenStates(torch.nn.Module):
@@ -324,14 +326,30 @@ def _quantize(source: Path, target: Path) -> None:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    # Signed int8 weights, one scale per output channel: the most accurate dynamic scheme.
-    quantize_dynamic(
-        str(source),
-        str(target),
-        weight_type=QuantType.QInt8,
-        per_channel=True,
-        extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
-    )
+    # The quantizer warns through the root logger, which would also install a stderr handler
+    # there (logging.basicConfig) for the rest of the process: silence it and undo that.
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    root.setLevel(logging.ERROR)
+    try:
+        # Signed int8 weights, one scale per output channel: the most accurate dynamic scheme.
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},
+        )
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+
+
+def _quiet_model_loading() -> None:
+    """No "Loading weights" progress bars from transformers in CLI output and logs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
 
 
 # --- model folder facts ------------------------------------------------------------------------
