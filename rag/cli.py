@@ -526,7 +526,7 @@ def bench_api(
     url: str | None = typer.Option(None, help="A running API on loopback; default: start one here."),
     key: str | None = typer.Option(None, envvar="RAG_BENCH_API_KEY", help="API key for --url (default: a temporary key)."),
     query_share: float = typer.Option(0.5, help="Share of clients asking /v1/query (the rest search)."),
-    questions: Path | None = typer.Option(None, help="JSONL (question/text/query field) or text file of questions."),
+    questions: Path | None = typer.Option(None, help="YAML list or JSONL (question/text/query field), or one question per line."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
     """Load-test /v1/search and /v1/query: requests/s, p50/p95/p99 and errors per endpoint."""

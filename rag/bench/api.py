@@ -24,6 +24,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import httpx
+import yaml
 
 from rag.settings import Settings
 
@@ -45,23 +46,28 @@ class BenchError(RuntimeError):
     """The benchmark cannot run, explained in one sentence."""
 
 
+def question_of(row) -> str | None:
+    if isinstance(row, dict):
+        row = row.get("question") or row.get("text") or row.get("query")
+    return str(row)[:2000] if row else None
+
+
 def load_questions(path: Path | None) -> list[str]:
-    """Questions from a JSONL file (field ``question``, ``text`` or ``query``) or a text file."""
+    """Questions from YAML (a list), JSONL (field ``question``, ``text`` or ``query``) or text lines."""
     if path is None:
         return DEFAULT_QUESTIONS
     try:
-        lines = [line.strip() for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        text = path.read_text(encoding="utf-8")
+        if path.suffix.lower() in (".yaml", ".yml"):
+            rows = yaml.safe_load(text) or []
+        else:
+            rows = [json.loads(line) if line.startswith("{") else line
+                    for line in (raw.strip() for raw in text.splitlines()) if line]
     except OSError as exc:
         raise BenchError(f"cannot read the questions file {path}: {exc.strerror}") from None
-    questions = []
-    for line in lines:
-        if line.startswith("{"):
-            row = json.loads(line)
-            text = row.get("question") or row.get("text") or row.get("query")
-            if text:
-                questions.append(str(text)[:2000])
-        else:
-            questions.append(line[:2000])
+    except (ValueError, yaml.YAMLError) as exc:
+        raise BenchError(f"the questions file {path} is not valid: {exc}") from None
+    questions = [q for q in map(question_of, rows if isinstance(rows, list) else []) if q]
     if not questions:
         raise BenchError(f"no questions found in {path}")
     return questions
