@@ -17,7 +17,7 @@ from ingest.parsers.mail import parse_eml, parse_msg
 from ingest.parsers.office import parse_docx, parse_odt, parse_pptx, parse_xlsx
 from ingest.parsers.pdf import parse_pdf
 from ingest.parsers.text import parse_markdown, parse_txt
-from rag.settings import Settings
+from rag.settings import Settings, get_settings
 
 __all__ = ["PARSERS", "ParseError", "ParsedDocument", "TextUnit", "parse", "is_supported"]
 
@@ -25,7 +25,7 @@ PARSERS: dict[str, Callable[[Path], ParsedDocument]] = {
     ".pdf": parse_pdf,
     ".docx": parse_docx,
     ".pptx": parse_pptx,
-    ".xlsx": parse_xlsx,
+    ".xlsx": parse_xlsx,  # also needs the row limit: see parse()
     ".odt": parse_odt,
     ".doc": parse_doc,
     ".html": parse_html,
@@ -62,8 +62,8 @@ def parse(path: Path | str, settings: Settings | None = None) -> ParsedDocument:
     try:
         if path.stat().st_size == 0:
             raise ParseError("the file is empty")
-        if parser is parse_xlsx and settings is not None:
-            document = parse_xlsx(path, max_rows=settings.max_sheet_rows)
+        if parser is parse_xlsx:
+            document = parse_xlsx(path, max_rows=(settings or get_settings()).max_sheet_rows)
         else:
             document = parser(path)
     except ParseError:

@@ -8,13 +8,10 @@ from pathlib import Path
 
 from ingest.parsers.base import HeadingTracker, ParsedDocument, ParseError, TextUnit
 
-# Rows indexed per sheet: beyond this a sheet is data, not prose, and embedding it
-# would cost minutes for no useful answer; the rest is reported as a warning.
-MAX_SHEET_ROWS = 20_000
 _HEADING_STYLE_RE = re.compile(r"^heading\s*(\d)", re.IGNORECASE)
 
 
-def _open_zip_package(path: Path, kind: str):
+def _require_zip(path: Path, kind: str) -> None:
     """Office files are zip packages; say so plainly when this one is not."""
     if not zipfile.is_zipfile(path):
         raise ParseError(f"the file is not a valid {kind} document (damaged or a different format)")
@@ -25,7 +22,7 @@ def parse_docx(path: Path) -> ParsedDocument:
     import docx
     from docx.table import Table
 
-    _open_zip_package(path, "DOCX")
+    _require_zip(path, "DOCX")
     try:
         document = docx.Document(str(path))
     except Exception as exc:
@@ -74,7 +71,7 @@ def _docx_table_text(table) -> str:
 def parse_pptx(path: Path) -> ParsedDocument:
     from pptx import Presentation
 
-    _open_zip_package(path, "PPTX")
+    _require_zip(path, "PPTX")
     try:
         presentation = Presentation(str(path))
     except Exception as exc:
@@ -111,10 +108,12 @@ def _shape_texts(shape) -> list[str]:
 
 
 # --- XLSX -------------------------------------------------------------------
-def parse_xlsx(path: Path, max_rows: int = MAX_SHEET_ROWS) -> ParsedDocument:
+def parse_xlsx(path: Path, max_rows: int) -> ParsedDocument:
+    """Sheets as pages, rows as tab-separated lines; beyond `max_rows` a sheet is data, not
+    prose, and embedding it would cost minutes for no useful answer: the rest is a warning."""
     import openpyxl
 
-    _open_zip_package(path, "XLSX")
+    _require_zip(path, "XLSX")
     try:
         # read_only streams rows from the XML instead of building every cell object.
         workbook = openpyxl.load_workbook(str(path), read_only=True, data_only=True)
@@ -153,7 +152,7 @@ def parse_odt(path: Path) -> ParsedDocument:
     from odf import teletype
     from odf.opendocument import load
 
-    _open_zip_package(path, "ODT")
+    _require_zip(path, "ODT")
     try:
         document = load(str(path))
     except Exception as exc:
