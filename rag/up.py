@@ -145,7 +145,7 @@ class Child:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # our Ctrl-C handling decides the stop order
-                preexec_fn=_die_with_parent,
+                preexec_fn=_die_with_parent,  # noqa: PLW1509 (rag up starts no threads)
             )
 
     def failure(self) -> str | None:

@@ -21,24 +21,54 @@ TRAVEL_PAGES = [
     (
         "Travel and expenses policy",
         [
-            ("Scope", "This policy applies to every business trip of Kestrel Ridge Software employees. "
-             "Book trips through the travel desk (travel@kestrelridge.example) at least 10 days ahead."),
-            ("Getting there", "Trains are preferred for trips under 5 hours. Flights are economy class; "
-             "business class is allowed only for flights longer than 8 hours. Taxis are reimbursed "
-             "between 22:00 and 06:00 or when carrying equipment."),
-            ("Hotels", "The hotel limit is 165 EUR per night, breakfast included. In London, Paris and "
-             "Zurich the limit is 230 EUR per night."),
+            (
+                "Scope",
+                (
+                    "This policy applies to every business trip of Kestrel Ridge Software employees. "
+                    "Book trips through the travel desk (travel@kestrelridge.example) at least 10 days ahead."
+                ),
+            ),
+            (
+                "Getting there",
+                (
+                    "Trains are preferred for trips under 5 hours. Flights are economy class; "
+                    "business class is allowed only for flights longer than 8 hours. Taxis are reimbursed "
+                    "between 22:00 and 06:00 or when carrying equipment."
+                ),
+            ),
+            (
+                "Hotels",
+                (
+                    "The hotel limit is 165 EUR per night, breakfast included. In London, Paris and "
+                    "Zurich the limit is 230 EUR per night."
+                ),
+            ),
         ],
     ),
     (
         "Travel and expenses policy (continued)",
         [
-            ("Meals", "The daily meal allowance (per diem) is 48 EUR for a full day away and 24 EUR "
-             "for a day trip of more than 8 hours. Alcohol is never reimbursed."),
-            ("Approval", "Trips costing more than 2,500 EUR in total need the written approval of the "
-             "Chief Financial Officer before booking."),
-            ("Claiming expenses", "Submit receipts in the expense portal Ledgerline within 30 days of "
-             "your return. Claims are paid with the next monthly salary."),
+            (
+                "Meals",
+                (
+                    "The daily meal allowance (per diem) is 48 EUR for a full day away and 24 EUR "
+                    "for a day trip of more than 8 hours. Alcohol is never reimbursed."
+                ),
+            ),
+            (
+                "Approval",
+                (
+                    "Trips costing more than 2,500 EUR in total need the written approval of the "
+                    "Chief Financial Officer before booking."
+                ),
+            ),
+            (
+                "Claiming expenses",
+                (
+                    "Submit receipts in the expense portal Ledgerline within 30 days of "
+                    "your return. Claims are paid with the next monthly salary."
+                ),
+            ),
         ],
     ),
 ]
@@ -47,13 +77,28 @@ PARENTAL_LEAVE = [
     ("Parental leave", None),
     (None, NOTE),
     ("Who is eligible", "Every employee who has completed probation, whatever the length of their contract."),
-    ("How long", "The primary caregiver receives 20 weeks of fully paid parental leave. The second "
-     "parent receives 6 weeks of fully paid leave, to be taken within the child's first year. "
-     "Adoptive parents have the same rights."),
-    ("How to apply", "Tell HR at least 8 weeks before the leave starts, using the form "
-     "'Parental leave request' in the HR portal Harbour. HR confirms within 5 working days."),
-    ("Coming back", "You return to the same role. In the first 8 weeks after your return you may work "
-     "80 % of your hours for full pay."),
+    (
+        "How long",
+        (
+            "The primary caregiver receives 20 weeks of fully paid parental leave. The second "
+            "parent receives 6 weeks of fully paid leave, to be taken within the child's first year. "
+            "Adoptive parents have the same rights."
+        ),
+    ),
+    (
+        "How to apply",
+        (
+            "Tell HR at least 8 weeks before the leave starts, using the form "
+            "'Parental leave request' in the HR portal Harbour. HR confirms within 5 working days."
+        ),
+    ),
+    (
+        "Coming back",
+        (
+            "You return to the same role. In the first 8 weeks after your return you may work "
+            "80 % of your hours for full pay."
+        ),
+    ),
 ]
 
 

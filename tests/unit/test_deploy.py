@@ -155,7 +155,7 @@ def test_admin_key_is_replaced_when_it_no_longer_works(settings):
 
     # The file lost: a new key, and the old one (whose token nobody has any more) revoked.
     admin_key_file(settings).unlink()
-    newest, created = ensure_admin_key(settings)
+    _, created = ensure_admin_key(settings)
     assert created and keys.authenticate(replaced) is None
     assert [k.name for k in keys.list() if not k.revoked] == [ADMIN_KEY_NAME]
     assert stat.S_IMODE(admin_key_file(settings).stat().st_mode) == 0o600
