@@ -41,6 +41,8 @@ _IMAGE_RE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
 _LINK_RE = re.compile(r"\[([^\]]+)\]\((?:[^()]|\([^)]*\))*\)")
 _TEMPLATE_RE = re.compile(r"\{%.*?%\}|\{\{.*?\}\}", re.DOTALL)
 _COMMENT_RE = re.compile(r"<!--.*?-->", re.DOTALL)
+# Inline HTML (allowed in Markdown: <div class=...>, <a href=...>) keeps its text, loses its tags.
+_HTML_TAG_RE = re.compile(r"</?[A-Za-z][A-Za-z0-9-]*(?:\s[^<>]*)?/?>")
 
 
 def parse_markdown(path: Path) -> ParsedDocument:
@@ -65,6 +67,7 @@ def parse_markdown(path: Path) -> ParsedDocument:
         if _FENCE_RE.match(line):
             in_fence = not in_fence
         elif not in_fence:
+            line = _HTML_TAG_RE.sub("", line)
             atx = _ATX_RE.match(line)
             if atx:
                 flush()

@@ -198,13 +198,14 @@ def test_html_with_only_scripts_has_no_text(tmp_path):
 def test_markdown_headings_front_matter_and_code(tmp_path):
     (tmp_path / "m.md").write_text(
         "---\ntitle: Travel Guide\n---\nPreface.\n\n# Booking\nUse [the portal](https://example.org/x).\n\n"
-        "```\n# not a heading\n```\n\nTrains\n------\nPrefer trains.\n"
+        "```\n# not a heading\n<b>kept in code</b>\n```\n\nTrains\n------\n<div class=\"note\">Prefer <a href=\"/t\">trains</a>.</div>\n"
     )
     doc = parse(tmp_path / "m.md")
     assert doc.title == "Travel Guide"
     assert [u.heading_path for u in doc.units] == [[], ["Booking"], ["Booking", "Trains"]]
     assert "Use the portal." in doc.units[1].text and "https" not in doc.units[1].text
-    assert "# not a heading" in doc.units[1].text
+    assert "# not a heading\n<b>kept in code</b>" in doc.units[1].text
+    assert doc.units[2].text == "Trains\n\nPrefer trains."
 
 
 def test_latin1_text_is_decoded(tmp_path):
