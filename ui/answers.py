@@ -16,7 +16,7 @@ import streamlit as st
 
 from rag.schema import Answer, Timings
 from ui.chats import Message
-from ui.client import ApiClient, ApiError
+from ui.client import ApiClient, ApiError, sentence
 
 NOT_FOUND = "Not found in your documents: none of the passages you can access answers this question."
 STOPPED = "The answer stopped before it was complete: {reason}"
@@ -88,7 +88,14 @@ def render_citations(client: ApiClient, answer: Answer, key: str) -> None:
     for c in answer.citations:
         note = "The answer has no marker for this source; it was matched by its wording." if c.inferred else None
         render_source(client, key, c.n, doc_id=c.doc_id, source=c.source, page=c.page, heading=c.heading,
-                      passage=c.snippet, note=note)
+                      passage=cited_passage(answer, c.n, c.doc_id) or c.snippet, note=note)
+
+
+def cited_passage(answer: Answer, n: int, doc_id: str) -> str | None:
+    """The whole passage behind citation [n] (the sources are numbered 1..k as the model saw them)."""
+    if 1 <= n <= len(answer.sources) and answer.sources[n - 1].doc_id == doc_id:
+        return answer.sources[n - 1].text
+    return None
 
 
 def render_retrieved(client: ApiClient, answer: Answer, key: str) -> None:
@@ -98,7 +105,7 @@ def render_retrieved(client: ApiClient, answer: Answer, key: str) -> None:
     st.caption("Matching sources")
     for n, s in enumerate(answer.sources, start=1):
         render_source(client, key, n, doc_id=s.doc_id, source=s.source, page=s.page, heading=s.heading,
-                      passage=s.snippet)
+                      passage=s.text or s.snippet)
 
 
 def render_timings(timings: Timings) -> None:
@@ -121,7 +128,8 @@ def render_answer(client: ApiClient, message: Message, key: str) -> None:
     elif answer.status == "llm_unavailable":
         if answer.answer:
             st.markdown(answer_markdown(answer.answer))
-        st.warning(f"The language model is unavailable, so there is no written answer. {answer.message or ''}",
+        cause = f" {sentence(answer.message)}" if answer.message else ""
+        st.warning(f"The language model is unavailable, so there is no written answer.{cause}",
                    icon=":material/cloud_off:")
         render_retrieved(client, answer, key)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from ui.answers import plain
 from ui.client import ApiClient, ApiError
 
 JOBS = "upload_jobs"
@@ -60,14 +61,17 @@ def render_job(job: dict) -> None:
     if job["state"] in ACTIVE:
         progress = job.get("progress") or {}
         total, done = progress.get("files_total") or len(files) or 1, progress.get("files_done", 0)
-        label = "Waiting to start" if job["state"] == "queued" else f"Processing {done} of {total} file(s)"
+        chunks = progress.get("chunks_embedded", 0)
+        label = ("Waiting to start" if job["state"] == "queued" else
+                 f"Processing {done} of {total} file(s)" + (f", {chunks} passages indexed" if chunks else ""))
         st.progress(min(done / total, 1.0), text=f"{label}: {names}")
         return
     failed = [f for f in files if f["status"] == "failed"]
     if job["state"] == "failed" and job.get("message"):
         st.error(f"The upload of {names} failed: {job['message']}", icon=":material/error:")
     elif failed:
-        st.warning(f"Upload finished with problems: {summary(job)}.", icon=":material/warning:")
+        reasons = "\n".join(f"- **{plain(f['name'])}**: {plain(f.get('reason') or 'no reason given')}" for f in failed)
+        st.warning(f"Upload finished with problems: {summary(job)}.\n\n{reasons}", icon=":material/warning:")
     else:
         st.success(f"Upload finished: {summary(job)}.", icon=":material/check_circle:")
     if files:
@@ -77,6 +81,10 @@ def render_job(job: dict) -> None:
               "Reason": f.get("reason") or ""}
              for f in files],
             hide_index=True, width="stretch",
+            column_config={"File": st.column_config.TextColumn(width="medium"),
+                           "Pages": st.column_config.TextColumn(width="small", alignment="right"),
+                           "Chunks": st.column_config.NumberColumn(width="small"),
+                           "Reason": st.column_config.TextColumn(width="large")},
         )
 
 

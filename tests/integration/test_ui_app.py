@@ -224,7 +224,7 @@ def test_upload_shows_progress_then_per_file_results_with_reasons(ui, api):
     assert not ui.error, texts(ui.error)
     jobs = wait_for_uploads(ui)
     assert jobs[0]["state"] == "done"
-    assert len(ui.warning) == 1 and "problems" in ui.warning[0].value
+    assert len(ui.warning) == 1 and "problems" in ui.warning[0].value and "broken.pdf" in ui.warning[0].value
     results = {row["File"]: row for row in table(ui, "Reason")[0]}
     assert results["heron.pdf"]["Result"] == "Added" and results["heron.pdf"]["Pages"] == "2"
     assert results["broken.pdf"]["Result"] == "Failed" and results["broken.pdf"]["Reason"]
