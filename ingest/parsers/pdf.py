@@ -70,7 +70,12 @@ def _headings_by_page(doc: pymupdf.Document) -> dict[int, list[str]]:
 
 def page_text(page: pymupdf.Page) -> str:
     """The page's text blocks in reading order; paragraphs separated by blank lines."""
-    blocks = [b for b in page.get_text("blocks", sort=True, flags=_TEXT_FLAGS) if b[6] == 0 and b[4].strip()]
+    blocks = []  # (x0, y0, x1, y1, text)
+    for block in page.get_text("dict", sort=True, flags=_TEXT_FLAGS)["blocks"]:
+        if block.get("type") == 0:
+            text = _block_text(block["lines"])
+            if text:
+                blocks.append((*block["bbox"], text))
     if not blocks:
         return ""
     # The text area, ignoring narrow blocks such as a rotated arXiv stamp in the margin.
@@ -120,6 +125,26 @@ def _column_order(blocks: list, mid: float) -> list:
             band_right.append(block)
     close_band()
     return ordered
+
+
+def _block_text(lines: list[dict]) -> str:
+    """A block's lines; lines side by side at the same height (the cells of a table row,
+    which PyMuPDF gives as separate lines) are joined into one row: far apart with a tab."""
+    rows: list[list] = []  # [y0, y1, x1, text]
+    for line in lines:
+        text = "".join(span["text"] for span in line["spans"]).strip()
+        if not text:
+            continue
+        x0, y0, x1, y1 = line["bbox"]
+        if rows:
+            row = rows[-1]
+            overlap = min(y1, row[1]) - max(y0, row[0])
+            if overlap > 0.5 * min(y1 - y0, row[1] - row[0]) and x0 >= row[2] - 1:
+                row[3] += ("\t" if x0 - row[2] > (y1 - y0) else " ") + text
+                row[2] = x1
+                continue
+        rows.append([y0, y1, x1, text])
+    return "\n".join(row[3] for row in rows)
 
 
 def _join_blocks(blocks: list) -> str:
