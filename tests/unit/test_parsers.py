@@ -295,3 +295,16 @@ def test_docx_that_is_a_zip_of_something_else(tmp_path):
         archive.writestr("hello.txt", "not a word document")
     with pytest.raises(ParseError, match="DOCX"):
         parse(tmp_path / "fake.docx")
+
+
+def test_pdf_table_rows_stay_rows(tmp_path):
+    doc = pymupdf.open()
+    page = doc.new_page()
+    page.insert_text((72, 100), "Income statement (millions)", fontsize=11)
+    for y, row in [(130, ("Net sales", "32,765", "31,657")), (145, ("Cost of sales", "16,682", "16,055"))]:
+        for x, cell in zip((72, 320, 420), row):
+            page.insert_text((x, y), cell, fontsize=10)
+    doc.save(str(tmp_path / "t.pdf"))
+    lines = parse(tmp_path / "t.pdf").units[0].text.splitlines()
+    assert "Net sales\t32,765\t31,657" in lines
+    assert "Cost of sales\t16,682\t16,055" in lines
