@@ -163,6 +163,8 @@ class Retriever:
             raise QuestionError(f"Unknown retrieval mode '{mode}'; use one of {', '.join(MODES)}.")
         top_k = validate_top_k(top_k, s.top_k)
         timings = Timings()
+        if flt is not None and flt.matches_nothing:  # e.g. a key with no groups: nothing to look at
+            return SearchResult(query=question, chunks=[], mode=mode, timings=timings)
 
         # The dense vector is needed for relevance in every mode, including sparse.
         dense = self.embedder.embed_query(question)

@@ -264,6 +264,7 @@ def _evaluate_item(service, sources, item: QAItem, use_llm: bool, refusal: bool,
             "status": probe.status,
             "answer": probe.answer,
             "refused": probe.status == "not_found" or (probe.status == "answered" and is_refusal(probe.answer)),
+            "best_relevance": max((c.relevance for c in probe.sources if c.relevance is not None), default=None),
             "total_s": probe.timings.total,
         }
     return row
