@@ -13,8 +13,20 @@ _HEADING_STYLE_RE = re.compile(r"^heading\s*(\d)", re.IGNORECASE)
 
 def _require_zip(path: Path, kind: str) -> None:
     """Office files are zip packages; say so plainly when this one is not."""
-    if not zipfile.is_zipfile(path):
-        raise ParseError(f"the file is not a valid {kind} document (damaged or a different format)")
+    if zipfile.is_zipfile(path):
+        return
+    if _is_encrypted_office(path):  # a password turns the package into an OLE container
+        raise ParseError(f"the {kind} document is password protected")
+    raise ParseError(f"the file is not a valid {kind} document (damaged or a different format)")
+
+
+def _is_encrypted_office(path: Path) -> bool:
+    import olefile
+
+    if not olefile.isOleFile(str(path)):
+        return False
+    with olefile.OleFileIO(str(path)) as ole:
+        return ole.exists("EncryptionInfo") and ole.exists("EncryptedPackage")
 
 
 # --- DOCX -------------------------------------------------------------------

@@ -108,6 +108,19 @@ def test_docx_headings_and_table(tmp_path):
     assert doc.title == "Handbook" and doc.pages is None
 
 
+def test_password_protected_docx_is_refused(tmp_path):
+    import docx
+    from msoffcrypto.format.ooxml import OOXMLFile
+
+    document = docx.Document()
+    document.add_paragraph("Salaries for next year.")
+    document.save(str(tmp_path / "plain.docx"))
+    with (tmp_path / "plain.docx").open("rb") as plain, (tmp_path / "locked.docx").open("wb") as locked:
+        OOXMLFile(plain).encrypt("s3cret", locked)
+    with pytest.raises(ParseError, match="DOCX document is password protected"):
+        parse(tmp_path / "locked.docx")
+
+
 def test_pptx_slides_are_pages_with_titles(tmp_path):
     from pptx import Presentation
 
