@@ -11,8 +11,8 @@ How fast it runs depends on what the CPU can do natively, so `embed_precision` p
 - auto (default): bfloat16 where the CPU has native bf16, int8 elsewhere.
 `rag bench embed` measures all of this against plain float32 sentence-transformers.
 
-Texts are tokenized once, sorted by length and batched, so padding costs little; nothing
-is ever truncated by the chunker's doing (chunks fit the window, see ingest.chunking).
+Texts are tokenized once, sorted by length and batched, so padding costs little. Longer
+texts are cut at the model's window; chunks from ingest.chunking always fit inside it.
 """
 
 from __future__ import annotations
@@ -79,6 +79,8 @@ def _threads(settings: Settings) -> int:
 
 
 class Embedder:
+    """One model, loaded lazily; `embed_documents` / `embed_query` return normalised float32."""
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.model_path = model_path_for(settings)
@@ -121,7 +123,7 @@ class Embedder:
     # --- facts about the model ------------------------------------------------------------
     @property
     def model_id(self) -> str:
-        """Identifies the vectors this embedder makes (model folder + numeric path)."""
+        """Identifies the vectors this embedder makes (model folder + precision)."""
         self.warm_up()
         return f"{self.model_path.resolve()}|{self.precision}"
 
