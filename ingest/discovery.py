@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ingest.parsers import PARSERS, ParseError
+from ingest.parsers import ParseError, is_supported, require_supported
 from rag.settings import Settings
 
 
@@ -72,7 +72,7 @@ def discover(paths: Iterable[Path | str], settings: Settings) -> Discovery:
             try:
                 result.files.append(check_file(path, doc_id, relative, settings.max_file_mb))
             except ParseError as exc:
-                kind = "unsupported" if path.suffix.lower() not in PARSERS else "error"
+                kind = "error" if is_supported(path) else "unsupported"
                 result.errors.append(DiscoveryError(doc_id, str(path), exc.reason, kind))
     result.files.sort(key=lambda c: c.doc_id)
     return result
@@ -86,9 +86,7 @@ def normalise_doc_id(raw: str) -> str:
 
 def check_file(path: Path, doc_id: str, relative: str, max_file_mb: float) -> Candidate:
     """The checks that need no parsing; raises ParseError with the reason."""
-    if path.suffix.lower() not in PARSERS:
-        kind = f"'{path.suffix}'" if path.suffix else "without an extension"
-        raise ParseError(f"files {kind} are not supported")
+    require_supported(path)
     try:
         info = path.stat()  # follows symlinks
     except FileNotFoundError as exc:

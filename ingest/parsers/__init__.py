@@ -19,7 +19,7 @@ from ingest.parsers.pdf import parse_pdf
 from ingest.parsers.text import parse_markdown, parse_txt
 from rag.settings import Settings, get_settings
 
-__all__ = ["PARSERS", "ParseError", "ParsedDocument", "TextUnit", "parse", "is_supported"]
+__all__ = ["PARSERS", "ParseError", "ParsedDocument", "TextUnit", "parse", "is_supported", "require_supported"]
 
 PARSERS: dict[str, Callable[[Path], ParsedDocument]] = {
     ".pdf": parse_pdf,
@@ -49,16 +49,21 @@ def is_supported(path: Path | str) -> bool:
     return Path(path).suffix.lower() in PARSERS
 
 
+def require_supported(path: Path) -> None:
+    """Raise `ParseError` when no parser handles this file's extension."""
+    if not is_supported(path):
+        kind = f"'{path.suffix}'" if path.suffix else "without an extension"
+        raise ParseError(f"files {kind} are not supported")
+
+
 def parse(path: Path | str, settings: Settings | None = None) -> ParsedDocument:
     """Parse one file into text units, or raise `ParseError` saying why not.
 
     Size limits are checked by discovery (`ingest.discovery.check_file`) before this.
     """
     path = Path(path)
-    parser = PARSERS.get(path.suffix.lower())
-    if parser is None:
-        kind = f"'{path.suffix}'" if path.suffix else "without an extension"
-        raise ParseError(f"files {kind} are not supported")
+    require_supported(path)
+    parser = PARSERS[path.suffix.lower()]
     try:
         if path.stat().st_size == 0:
             raise ParseError("the file is empty")
