@@ -15,6 +15,7 @@ from pathlib import Path
 from ingest.parsers.base import ParsedDocument, ParseError, TextUnit
 
 _WORD_MAGIC = 0xA5EC
+_WORD97_NFIB = 0xC0  # Word 6/95 files (nFib 0x65-0x68) use an older, different layout
 _FCCLX_INDEX = 33  # fcClx is the 34th fc/lcb pair of FibRgFcLcb97
 _CONVERT_HINT = "convert it to .docx"
 # Field codes sit between 0x13 (begin) and 0x14 (separator); the result follows until 0x15.
@@ -32,7 +33,8 @@ def parse_doc(path: Path) -> ParsedDocument:
         with olefile.OleFileIO(str(path)) as ole:
             word = ole.openstream("WordDocument").read()
             flags = struct.unpack_from("<H", word, 0x0A)[0] if len(word) > 0x0C else 0
-            if struct.unpack_from("<H", word, 0)[0] != _WORD_MAGIC:
+            magic, n_fib = struct.unpack_from("<HH", word, 0) if len(word) > 4 else (0, 0)
+            if magic != _WORD_MAGIC or n_fib < _WORD97_NFIB:
                 raise ParseError(f"the .doc file is from a Word version older than 97; {_CONVERT_HINT}")
             if flags & 0x0100:
                 raise ParseError("the .doc file is password protected")
