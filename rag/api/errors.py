@@ -50,7 +50,8 @@ class OpenAIErrorBody(BaseModel):
 
 def documented_errors(model: type[BaseModel]) -> dict:
     """The error answers every authenticated route may give (for `include_router(responses=...)`)."""
-    reasons = {401: "No API key, or an invalid or revoked one.", 404: "Not found (or not visible to the key).",
+    reasons = {400: "The body cannot be parsed (e.g. not UTF-8).", 401: "No API key, or an invalid or revoked one.",
+               404: "Not found (or not visible to the key).",
                413: "The request body is too large.", 422: "The request is not valid."}
     return {status: {"model": model, "description": text} for status, text in reasons.items()}
 

@@ -112,8 +112,7 @@ def upload_groups(caller: Principal, fields: dict[str, list[str]], default: list
 @router.post("/documents", status_code=202, response_model=UploadAccepted,
                     summary="Upload documents; ingestion runs as a background job.",
                     openapi_extra={"requestBody": UPLOAD_BODY},
-                    responses={400: {"model": ErrorBody, "description": "Malformed multipart body."},
-                               403: {"model": ErrorBody, "description": "Groups the key may not assign."},
+                    responses={403: {"model": ErrorBody, "description": "Groups the key may not assign."},
                                415: {"model": ErrorBody, "description": "Not multipart/form-data."}})
 async def upload(request: Request, caller: Caller, svc: Service) -> UploadAccepted:
     settings = request.app.state.settings
