@@ -133,8 +133,9 @@ def test_sign_in_upload_ask_and_open_the_citation(stack, tmp_path):
             expect(page.get_by_text("heron-brief.pdf").first).to_be_visible()
             page.get_by_role("button", name="Upload and index").click()
             expect(page.get_by_text("Upload finished: 1 added.")).to_be_visible(timeout=ANSWER_TIMEOUT)
-            expect(page.get_by_text("1 document(s)")).to_be_visible()  # the list shows what the job stored
-            page.screenshot(path=ARTIFACTS / "documents.png", full_page=True)
+            expect(page.get_by_text("1 document(s)")).to_be_visible(timeout=60_000)  # the list shows the new file
+            page.wait_for_timeout(1000)  # let the tables draw before the picture
+            page.screenshot(path=ARTIFACTS / "documents.png")
 
             # Ask; the answer streams in, then its sources and timings appear.
             page.get_by_role("link", name="Chat").click()
