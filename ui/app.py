@@ -45,14 +45,18 @@ def render_identity(user: dict) -> None:
         st.rerun()
 
 
+# (script, title, icon); the first is the home page. A page's URL is its script's name.
+PAGES = [("chat.py", "Chat", ":material/forum:"), ("documents.py", "Documents", ":material/folder_open:")]
+
 user = session.user()
 if user is None:
-    st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:")], position="hidden").run()
+    # Every page's URL shows the sign-in form (a reload on /documents lands there, then back).
+    st.navigation([st.Page(sign_in_page, title="Sign in", icon=":material/login:", default=index == 0,
+                           url_path=None if index == 0 else Path(script).stem)
+                   for index, (script, _, _) in enumerate(PAGES)], position="hidden").run()
 else:
-    page = st.navigation([
-        st.Page(HERE / "views" / "chat.py", title="Chat", icon=":material/forum:", default=True),
-        st.Page(HERE / "views" / "documents.py", title="Documents", icon=":material/folder_open:"),
-    ])
+    page = st.navigation([st.Page(HERE / "views" / script, title=title, icon=icon, default=index == 0)
+                          for index, (script, title, icon) in enumerate(PAGES)])
     with st.sidebar:
         render_identity(user)
         render_status(session.client())
