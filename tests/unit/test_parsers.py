@@ -321,3 +321,55 @@ def test_pdf_table_rows_stay_rows(tmp_path):
     lines = parse(tmp_path / "t.pdf").units[0].text.splitlines()
     assert "Net sales\t32,765\t31,657" in lines
     assert "Cost of sales\t16,682\t16,055" in lines
+
+
+# --- legacy Word (.doc) ------------------------------------------------------------------------
+def _word97(text_8bit: str, text_utf16: str) -> bytes:
+    """A minimal Word 97 file: an OLE compound file ([MS-CFB] v3) holding a WordDocument
+    stream (FIB + text) and a 1Table stream (the piece table), as [MS-DOC] lays them out.
+    No library writes .doc, so the fixture is assembled by hand."""
+    import struct
+
+    end, free, fat_sector, no_stream = 0xFFFFFFFE, 0xFFFFFFFF, 0xFFFFFFFD, 0xFFFFFFFF
+    word = bytearray(4096)
+    struct.pack_into("<HH", word, 0, 0xA5EC, 0x00C1)  # wIdent, nFib (Word 97)
+    struct.pack_into("<H", word, 0x0A, 0x0200)  # fWhichTblStm: the table stream is "1Table"
+    struct.pack_into("<H", word, 32, 14)  # csw
+    struct.pack_into("<H", word, 62, 22)  # cslw
+    struct.pack_into("<i", word, 64 + 12, len(text_8bit) + len(text_utf16))  # ccpText
+    struct.pack_into("<H", word, 152, 93)  # cbRgFcLcb
+    clx_size = 1 + 4 + 3 * 4 + 2 * 8
+    struct.pack_into("<II", word, 154 + 33 * 8, 0, clx_size)  # fcClx, lcbClx
+    word[0x800 : 0x800 + len(text_8bit)] = text_8bit.encode("cp1252")
+    word[0x900 : 0x900 + 2 * len(text_utf16)] = text_utf16.encode("utf-16-le")
+    table = bytearray(4096)
+    cps = [0, len(text_8bit), len(text_8bit) + len(text_utf16)]
+    pieces = struct.pack("<HIH", 0, (0x800 * 2) | 0x40000000, 0) + struct.pack("<HIH", 0, 0x900, 0)
+    table[:clx_size] = struct.pack("<BI", 2, 3 * 4 + 2 * 8) + struct.pack("<3I", *cps) + pieces
+
+    def entry(name: str, kind: int, left: int, right: int, child: int, start: int, size: int) -> bytes:
+        encoded = (name + "\0").encode("utf-16-le") if name else b""
+        return (encoded.ljust(64, b"\0") + struct.pack("<HBBIII", len(encoded), kind, 1, left, right, child)
+                + bytes(36) + struct.pack("<IQ", start, size))
+
+    directory = (entry("Root Entry", 5, no_stream, no_stream, 1, end, 0)
+                 + entry("WordDocument", 2, 2, no_stream, no_stream, 2, len(word))
+                 + entry("1Table", 2, no_stream, no_stream, no_stream, 10, len(table))
+                 + entry("", 0, no_stream, no_stream, no_stream, 0, 0))
+    fat = [fat_sector, end] + list(range(3, 10)) + [end] + list(range(11, 18)) + [end]
+    fat += [free] * (128 - len(fat))
+    header = bytearray(512)
+    header[:8] = bytes.fromhex("D0CF11E0A1B11AE1")
+    struct.pack_into("<HHHHH", header, 24, 0x3E, 3, 0xFFFE, 9, 6)
+    struct.pack_into("<IIIIIIIII", header, 40, 0, 1, 1, 0, 4096, end, 0, end, 0)
+    struct.pack_into("<109I", header, 76, 0, *([free] * 108))
+    return bytes(header) + struct.pack("<128I", *fat) + directory + bytes(word) + bytes(table)
+
+
+def test_legacy_doc_text_from_the_piece_table(tmp_path):
+    field = '\x13 HYPERLINK "http://intranet/x" \x14the intranet\x15'
+    (tmp_path / "old.doc").write_bytes(_word97(f"Quarterly report\rSee {field} for details.\r",
+                                               "Über café in 東京\r"))
+    doc = parse(tmp_path / "old.doc")
+    assert doc.format == "doc"
+    assert doc.units[0].text == "Quarterly report\nSee the intranet for details.\nÜber café in 東京"
