@@ -19,7 +19,7 @@ from ingest.parsers.pdf import parse_pdf
 from ingest.parsers.text import parse_markdown, parse_txt
 from rag.settings import Settings, get_settings
 
-__all__ = ["PARSERS", "ParseError", "ParsedDocument", "TextUnit", "parse", "is_supported", "require_supported"]
+__all__ = ["PARSERS", "ParseError", "ParsedDocument", "TextUnit", "is_supported", "parse", "require_supported"]
 
 PARSERS: dict[str, Callable[[Path], ParsedDocument]] = {
     ".pdf": parse_pdf,

@@ -10,9 +10,18 @@ import re
 import warnings
 from pathlib import Path
 
-from bs4 import BeautifulSoup, Comment, Declaration, Doctype, NavigableString, ProcessingInstruction, Tag, XMLParsedAsHTMLWarning
+from bs4 import (
+    BeautifulSoup,
+    Comment,
+    Declaration,
+    Doctype,
+    NavigableString,
+    ProcessingInstruction,
+    Tag,
+    XMLParsedAsHTMLWarning,
+)
 
-from ingest.parsers.base import HeadingTracker, ParsedDocument
+from ingest.parsers.base import HeadingTracker, ParsedDocument, TextUnit
 
 _DROP_TAGS = ["script", "style", "noscript", "template", "nav", "svg", "head", "iframe", "object", "ix:header", "button"]
 _HEADINGS = {f"h{i}": i for i in range(1, 7)}
@@ -34,8 +43,8 @@ def parse_html(path: Path) -> ParsedDocument:
     return ParsedDocument(units, "html", title=title)
 
 
-def html_units(markup: bytes | str, tracker: HeadingTracker | None = None):
-    """(title, units) of an HTML document; feed an existing tracker to continue its heading path."""
+def html_units(markup: bytes | str) -> tuple[str | None, list[TextUnit]]:
+    """(title, units) of an HTML document."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML (EPUB, iXBRL) is fine as HTML
         soup = BeautifulSoup(markup, "lxml")
@@ -45,7 +54,7 @@ def html_units(markup: bytes | str, tracker: HeadingTracker | None = None):
         tag.decompose()
     for tag in soup.find_all(style=_HIDDEN_STYLE_RE):
         tag.decompose()
-    tracker = tracker or HeadingTracker()
+    tracker = HeadingTracker()
     _Walker(tracker).walk(soup)
     return title, tracker.close()
 

@@ -6,7 +6,7 @@ import email
 from email import policy
 from pathlib import Path
 
-from ingest.parsers.base import HeadingTracker, ParsedDocument, ParseError, TextUnit
+from ingest.parsers.base import ParsedDocument, ParseError, TextUnit
 from ingest.parsers.html import html_units
 
 _HEADERS = ("From", "To", "Cc", "Date", "Subject")
@@ -26,7 +26,7 @@ def _document(headers: dict[str, object], plain: str | None, html: bytes | str |
     if plain and plain.strip():
         units.append(TextUnit(plain, None, heading))
     elif html:
-        _, body_units = html_units(html, HeadingTracker())
+        _, body_units = html_units(html)
         units.extend(TextUnit(u.text, None, heading + u.heading_path) for u in body_units)
     return ParsedDocument(units, kind, title=subject)
 

@@ -135,9 +135,7 @@ def parse_xlsx(path: Path, max_rows: int) -> ParsedDocument:
     try:
         for number, sheet in enumerate(workbook.worksheets, start=1):
             lines = []
-            rows_seen = 0
-            for row in sheet.iter_rows(values_only=True):
-                rows_seen += 1
+            for rows_seen, row in enumerate(sheet.iter_rows(values_only=True), start=1):
                 if rows_seen > max_rows:
                     warnings.append(
                         f"sheet '{sheet.title}': only the first {max_rows} rows were indexed"

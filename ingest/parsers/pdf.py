@@ -54,7 +54,7 @@ def _headings_by_page(doc: pymupdf.Document) -> dict[int, list[str]]:
     """Heading path in force on each page, from the PDF outline (bookmarks) when it has one."""
     try:
         toc = doc.get_toc(simple=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - a broken outline only costs the headings, not the text
         return {}
     path: list[str] = []
     current: dict[int, list[str]] = {}

@@ -37,7 +37,9 @@ def _timed(fn, *args):
 def _documents(data: Path | None):
     """Real prose: a BEIR corpus.jsonl or the .txt/.md files of --data, else Python's own docs."""
     if data is None:
-        from pydoc_data.topics import topics  # the text of `help()`, shipped with every Python
+        from pydoc_data.topics import (
+            topics,  # the text of `help()`, shipped with every Python
+        )
 
         yield from topics.values()
         return
@@ -115,7 +117,12 @@ def run_embed_benchmark(settings: Settings, chunks: int = 2000, data: Path | Non
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from rag.embedding import Embedder, cpu_has_native_bf16, load_tokenizer, model_path_for
+    from rag.embedding import (
+        Embedder,
+        cpu_has_native_bf16,
+        load_tokenizer,
+        model_path_for,
+    )
 
     model_path = model_path_for(settings)
     config = json.loads((model_path / "config.json").read_text())

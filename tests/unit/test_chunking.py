@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from ingest.chunking import chunk_document, chunker_for
@@ -44,7 +46,7 @@ def test_every_character_is_covered_and_neighbours_overlap(settings, document):
     chunks = [c for c in chunk_document(document, settings) if c.unit_index == 1]
     assert len(chunks) > 3
     assert chunks[0].start == 0 and chunks[-1].end == len(document.units[1].text)
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert after.start < before.end  # overlap: no gap, some shared context
         assert after.start > before.start  # progress
 
@@ -59,7 +61,7 @@ def test_chunks_end_on_paragraph_or_sentence_boundaries(settings, document):
 def test_no_overlap_setting_gives_disjoint_chunks(settings, document):
     settings = settings.model_copy(update={"chunk_overlap": 0, "chunk_tokens": 64})
     chunks = [c for c in chunk_document(document, settings) if c.unit_index == 3]
-    assert all(b.start >= a.end for a, b in zip(chunks, chunks[1:]))
+    assert all(b.start >= a.end for a, b in itertools.pairwise(chunks))
     assert max(c.tokens for c in chunks) <= 64
 
 
