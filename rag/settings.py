@@ -122,6 +122,10 @@ class Settings(BaseSettings):
     api_keys_file: Path | None = Field(
         None, description="Where API keys (hashed) are kept; empty = <data_dir>/keys.json."
     )
+    api_max_concurrent_answers: int = Field(
+        8, ge=1, description="Answers the API generates at once; more wait for a turn (at most "
+        "api_request_timeout), so the model server is not swamped. Raise it for a GPU server."
+    )
     ui_host: str = "127.0.0.1"
     ui_port: int = 8501
     log_level: str = "INFO"

@@ -15,6 +15,7 @@ import anyio
 from fastapi import FastAPI
 from fastapi.concurrency import run_in_threadpool
 
+from rag.api.admission import AnswerSlots
 from rag.api.errors import ErrorBody, LastResort, OpenAIErrorBody, documented_errors, install_error_handlers
 from rag.api.jobs import JobManager
 from rag.api.limits import BodyLimit
@@ -74,6 +75,7 @@ def create_app(settings: Settings, service: RagService | None = None) -> FastAPI
     app.state.keys = KeyStore.for_settings(settings)
     app.state.metrics = metrics
     app.state.jobs = JobManager(service, metrics)
+    app.state.answer_slots = AnswerSlots(settings.api_max_concurrent_answers, settings.api_request_timeout)
     metrics.jobs_active.set_function(app.state.jobs.active)
 
     install_error_handlers(app)

@@ -43,7 +43,8 @@ class EventStream(StreamingResponse):
     ``render`` turns one source item into SSE messages; ``render_error`` turns an error
     raised mid-stream into a last message (headers are sent, so no status code can say
     it). ``on_cancel`` runs when the response ended before the source was exhausted: the
-    client disconnected, or the server is shutting down.
+    client disconnected, or the server is shutting down; ``on_close`` runs at the end in
+    every case.
     """
 
     media_type = "text/event-stream"
@@ -56,7 +57,9 @@ class EventStream(StreamingResponse):
         *,
         first: Any = END,
         on_cancel: Callable[[], None] | None = None,
+        on_close: Callable[[], None] | None = None,
     ):
+        self._on_close = on_close
         self._events = events
         self._first = first
         self._render = render
@@ -95,3 +98,5 @@ class EventStream(StreamingResponse):
                     await anyio.to_thread.run_sync(close)
                 if not self._finished and self._on_cancel is not None:
                     self._on_cancel()
+                if self._on_close is not None:
+                    self._on_close()

@@ -223,7 +223,7 @@ def run_api_benchmark(settings: Settings, *, clients: int = 50, seconds: float =
     if clients < 1 or seconds <= 0 or not 0 <= query_share <= 1:
         raise BenchError("use at least 1 client, a positive duration and a query share between 0 and 1")
     questions = load_questions(questions_file)
-    timeout = settings.api_request_timeout
+    timeout = settings.api_request_timeout + 60  # the server queues answers up to api_request_timeout
 
     def measure(target: str, token: str) -> dict:
         warm_up(target, token, timeout)

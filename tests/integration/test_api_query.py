@@ -163,3 +163,38 @@ def test_model_server_down_gives_503_with_sources(server, tmp_path):
                 assert ready.status_code == 503 and ready.json() == {"ready": False, "store": "ok", "llm": "unreachable"}
     finally:
         service.close()
+
+
+def test_answers_beyond_the_concurrency_limit_wait_then_get_503(server, tmp_path):
+    busy = server.settings.model_copy(update={"data_dir": tmp_path / "var", "api_max_concurrent_answers": 1,
+                                              "api_request_timeout": 0.5})
+    service = RagService(busy)
+    try:
+        with LiveServer(busy, service) as live:
+            key = make_key(busy, "staff", "staff")
+            slots = live.app.state.answer_slots
+            with live.client(key) as http:
+                ingest(http, {"handbook.txt": HANDBOOK})
+                slots.acquire()  # the only slot is taken (as by an answer being written)
+                try:
+                    refused = http.post("/v1/query", json={"question": QUESTION})
+                    assert refused.status_code == 503 and refused.headers["retry-after"] == "10"
+                    assert "busy" in refused.json()["detail"]
+                    streamed = http.post("/v1/query", json={"question": QUESTION, "stream": True})
+                    assert streamed.status_code == 503
+                    chat = http.post("/v1/chat/completions", json={"messages": [{"role": "user", "content": QUESTION}]})
+                    assert chat.status_code == 503 and "busy" in chat.json()["error"]["message"]
+                    assert http.post("/v1/search", json={"query": QUESTION}).status_code == 200  # no slot needed
+                finally:
+                    slots.release()
+                # Streams give their slot back, also when the client leaves early.
+                for _ in range(2):
+                    with http.stream("POST", "/v1/query", json={"question": QUESTION, "stream": True}) as held:
+                        assert held.status_code == 200
+                        next(held.iter_lines())
+                    deadline = time.monotonic() + 60
+                    while (answer := http.post("/v1/query", json={"question": QUESTION})).status_code == 503:
+                        assert time.monotonic() < deadline, "the stream did not give its slot back"
+                    assert answer.status_code == 200
+    finally:
+        service.close()

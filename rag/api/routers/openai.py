@@ -13,6 +13,7 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
+from rag.api.admission import answer_in_slot, close_answer_stream, open_answer_stream
 from rag.api.auth import Caller
 from rag.api.deps import service
 from rag.api.errors import OpenAIErrorBody, error_response
@@ -30,7 +31,7 @@ from rag.api.openai_protocol import (
     footnotes,
     now,
 )
-from rag.api.streaming import END, EventStream, next_event, sse
+from rag.api.streaming import END, EventStream, sse
 from rag.schema import Answer, ConversationTurn
 from rag.service import RagService
 
@@ -84,8 +85,9 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
     metrics = request.app.state.metrics
     cid, created = completion_id(), now()
 
+    slots = request.app.state.answer_slots
     if not body.stream:
-        answer = await run_in_threadpool(svc.ask, question, caller.read_groups, conversation=conversation)
+        answer = await answer_in_slot(slots, lambda: svc.ask(question, caller.read_groups, conversation=conversation))
         metrics.answer(answer)
         if answer.status == "llm_unavailable":
             return unavailable(request, answer)
@@ -96,13 +98,10 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
             citations=answer.citations,
         )
 
-    events = svc.ask_stream(question, caller.read_groups, conversation=conversation)
-    try:
-        first = await next_event(events)
-    except BaseException:
-        events.close()
-        raise
+    events, first = await open_answer_stream(
+        slots, lambda: svc.ask_stream(question, caller.read_groups, conversation=conversation))
     if first is not END and first["type"] == "final" and first["answer"].status == "llm_unavailable":
+        close_answer_stream(slots, events)
         metrics.answer(first["answer"])
         return unavailable(request, first["answer"])
 
@@ -133,5 +132,5 @@ async def chat_completions(body: ChatCompletionRequest, request: Request, caller
     def render_error(message: str) -> list[str]:
         return [sse({"error": {"message": message, "type": "service_unavailable", "param": None, "code": 503}})]
 
-    return EventStream(events, render, render_error, first=first,
+    return EventStream(events, render, render_error, first=first, on_close=slots.release,
                        on_cancel=lambda: metrics.cancelled.labels("/v1/chat/completions").inc())

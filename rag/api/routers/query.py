@@ -6,13 +6,13 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from rag.api.admission import answer_in_slot, close_answer_stream, open_answer_stream
 from rag.api.auth import Caller
 from rag.api.deps import service
-from rag.api.streaming import END, EventStream, next_event, sse
+from rag.api.streaming import END, EventStream, sse
 from rag.schema import Answer, ConversationTurn, SearchResult
 from rag.service import RagService
 
@@ -61,18 +61,16 @@ def search(body: SearchRequest, caller: Caller, svc: Service) -> SearchResult:
     },
 )
 async def query(body: QueryRequest, request: Request, caller: Caller, svc: Service):
+    slots = request.app.state.answer_slots
     if not body.stream:
-        answer = await run_in_threadpool(svc.ask, body.question, caller.read_groups,
-                                         conversation=body.conversation, top_k=body.top_k)
+        answer = await answer_in_slot(slots, lambda: svc.ask(
+            body.question, caller.read_groups, conversation=body.conversation, top_k=body.top_k))
         return answer_response(request, answer)
 
-    events = svc.ask_stream(body.question, caller.read_groups, conversation=body.conversation, top_k=body.top_k)
-    try:
-        first = await next_event(events)
-    except BaseException:
-        events.close()
-        raise
+    events, first = await open_answer_stream(slots, lambda: svc.ask_stream(
+        body.question, caller.read_groups, conversation=body.conversation, top_k=body.top_k))
     if first is not END and first["type"] == "final" and first["answer"].status == "llm_unavailable":
+        close_answer_stream(slots, events)
         return answer_response(request, first["answer"])  # nothing streamed yet: a plain 503
 
     metrics = request.app.state.metrics
@@ -86,5 +84,5 @@ async def query(body: QueryRequest, request: Request, caller: Caller, svc: Servi
     def render_error(message: str) -> list[str]:
         return [sse({"detail": message}, event="error")]
 
-    return EventStream(events, render, render_error, first=first,
+    return EventStream(events, render, render_error, first=first, on_close=slots.release,
                        on_cancel=lambda: metrics.cancelled.labels("/v1/query").inc())
