@@ -40,6 +40,8 @@ MESSAGE_OVERHEAD_TOKENS = 8
 TEMPLATE_MARGIN_TOKENS = 32
 # Without the model's tokenizer, assume this few characters per token (overestimates tokens).
 CHARS_PER_TOKEN = 3.5
+# Finish reasons of an answer that ended normally; vLLM reports "abort" or "error" otherwise.
+COMPLETE = frozenset({"stop", "length", "tool_calls", "function_call", "content_filter"})
 
 
 class LLMUnavailable(RuntimeError):
@@ -153,7 +155,7 @@ class LLMClient:
         try:
             while response is not None:
                 choices = getattr(response.raw, "choices", None) or []
-                finished = finished or any(c.finish_reason for c in choices)
+                finished = finished or any(c.finish_reason in COMPLETE for c in choices)
                 if response.delta:
                     yield response.delta
                 response = next(chunks, None)
