@@ -12,11 +12,12 @@ the model's 256-token window when embedded, so we count the tokens it really emb
 
 from __future__ import annotations
 
-import multiprocessing
 import resource
 import tempfile
 import time
 from pathlib import Path
+
+from rag.bench.child import run_in_child
 
 
 def _peak_rss_mb() -> float:
@@ -112,7 +113,7 @@ def run_naive(data: list[str]) -> dict:
         reader = SimpleDirectoryReader(input_files=_files_under(data), raise_on_error=False)
         try:
             docs = reader.load_data(show_progress=False)
-        except Exception as exc:  # the naive path has no per-file isolation
+        except Exception as exc:  # noqa: BLE001 - the naive path has no per-file isolation
             return {"path": "naive llama-index", "crashed": f"{type(exc).__name__}: {exc}"[:300]}
         client = QdrantClient(path=str(Path(tmp) / "q"))
         store = QdrantVectorStore(client=client, collection_name="naive")
@@ -154,18 +155,12 @@ def _nodes_from_store(client) -> list:
     return out
 
 
-def _child(fn, *args):
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(fn, args)
-
-
 def run_ingest_benchmark(data: list[Path], naive: bool = True) -> dict:
     folders = [str(d) for d in data]
-    ours = _child(run_ours, folders)
+    ours = run_in_child(run_ours, folders)
     result: dict = {"data": folders, "files": len(_files_under(folders)), "ours": ours}
     if naive:
-        base = _child(run_naive, folders)
+        base = run_in_child(run_naive, folders)
         result["naive_llama_index"] = base
         if "wall_s" in base:
             result["ratios"] = {

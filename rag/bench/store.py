@@ -9,7 +9,6 @@ process so its resident memory is its own.
 
 from __future__ import annotations
 
-import multiprocessing
 import resource
 import statistics
 import tempfile
@@ -17,6 +16,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+
+from rag.bench.child import run_in_child
 
 DIM = 384
 RANK = 48
@@ -85,8 +86,8 @@ def bench_engine(backend: str, n: int, n_queries: int, seed: int = 0) -> dict:
         store.optimize()
         build_s = time.perf_counter() - t
 
-        q = lambda i: queries[i % len(queries)].tolist()  # noqa: E731
-        flt = lambda i: StoreFilter(groups=[f"g{i % GROUPS}"])  # noqa: E731
+        q = lambda i: queries[i % len(queries)].tolist()
+        flt = lambda i: StoreFilter(groups=[f"g{i % GROUPS}"])
         unfiltered = _timed(lambda i: store.query(q(i), None, limit=10, mode="dense"), n_queries)
         filtered = _timed(lambda i: store.query(q(i), None, limit=10, mode="dense", flt=flt(i)), n_queries)
         hybrid = _timed(
@@ -120,17 +121,11 @@ def bench_engine(backend: str, n: int, n_queries: int, seed: int = 0) -> dict:
     }
 
 
-def _in_child(backend: str, n: int, n_queries: int) -> dict:
-    ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1) as pool:
-        return pool.apply(bench_engine, (backend, n, n_queries))
-
-
 def run_store_benchmark(points: int, local_max: int, n_queries: int) -> dict:
-    edge = _in_child("edge", points, n_queries)
+    edge = run_in_child(bench_engine, "edge", points, n_queries)
     local_points = min(points, local_max)
     # Local mode is numpy brute force with filters in a Python loop: fewer queries keep it bearable.
-    local = _in_child("local", local_points, min(n_queries, 50))
+    local = run_in_child(bench_engine, "local", local_points, min(n_queries, 50))
     result = {"edge": edge, "local_mode": local, "targets": {
         "group_filtered_p95_ms_max": 20.0, "recall_at_10_min": 0.95,
         "group_filtered_p95_ok": edge["query_group_filtered"]["p95_ms"] <= 20.0,
