@@ -166,8 +166,9 @@ def write_financebench(root: Path) -> Path:
     (root / "pdfs").mkdir(parents=True)
     (root / "data").mkdir()
     write_pdf(root / "pdfs" / "ACME_2022_10K.pdf", [
-        "ACME Corp annual report for fiscal year 2022.",
-        "Cash flow statement. Purchases of property, plant and equipment were $1,577 million in FY2022.",
+        "ACME Corp annual report. Letter to shareholders.",
+        "Cash flow statement. Capital expenditure (purchases of property, plant and equipment) "
+        "was $1,577 million in FY2022.",
     ])
     write_pdf(root / "pdfs" / "GLOBEX_2022_10K.pdf", [
         "Globex Inc annual report 2022. Globex sells industrial lubricants.",
