@@ -6,6 +6,11 @@ chunk never spans two pages and keeps its unit's heading path. A chunk holds at 
 embedder never truncates), ends preferably at a paragraph, then a sentence, then a line,
 then a word boundary, and the next chunk starts about `chunk_overlap` tokens earlier,
 on a boundary too. `unit.text[start:end] == chunk.text`: the stored text is verbatim.
+
+What is embedded (and BM25-indexed) is `embedding_text`: the chunk with a short context line
+in front, its heading path, or for a later chunk of a page without headings the page's
+opening words (a statement title such as "Consolidated Statement of Cash Flows" sits at the
+top of the page, far from the table rows that a question is about).
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ _SPECIAL_TOKENS = 2  # [CLS] and [SEP], added by the embedder
 # Boundary strengths between two tokens (higher = better place to end a chunk).
 _PARAGRAPH, _SENTENCE, _LINE, _WORD, _NONE = 4, 3, 2, 1, 0
 _SENTENCE_END = frozenset(".!?;:")
+CONTEXT_CHARS = 100  # at most this much context in front of a chunk...
+CONTEXT_TOKENS = 48  # ...which the chunk size leaves room for in the model's window
 
 
 @dataclass(frozen=True)
@@ -33,13 +40,29 @@ class Chunk:
     end: int
     tokens: int  # model tokens, without [CLS]/[SEP]
     unit_index: int
+    context: str = ""  # heading path or the page's opening words; embedded, not stored as text
+
+    @property
+    def embedding_text(self) -> str:
+        return f"{self.context}\n{self.text}" if self.context else self.text
+
+
+def chunk_context(unit: TextUnit, start: int) -> str:
+    """The context line of a chunk starting at ``start`` in ``unit``."""
+    if unit.heading_path:
+        context = " > ".join(unit.heading_path)
+    elif start > 0:
+        context = " ".join(unit.text[:CONTEXT_CHARS * 2].split())  # the page's opening words
+    else:
+        return ""  # the chunk begins the page: its own first words are the context
+    return context[:CONTEXT_CHARS]
 
 
 class Chunker:
     def __init__(self, model_path: Path, chunk_tokens: int, chunk_overlap: int):
         self.tokenizer = load_tokenizer(model_path)
         window = model_window(model_path)
-        self.max_tokens = max(1, min(chunk_tokens, window - _SPECIAL_TOKENS))
+        self.max_tokens = max(1, min(chunk_tokens, window - _SPECIAL_TOKENS - CONTEXT_TOKENS))
         self.overlap = max(0, min(chunk_overlap, self.max_tokens // 2))
 
     def count_tokens(self, texts: list[str]) -> list[int]:
@@ -50,9 +73,8 @@ class Chunker:
         chunks: list[Chunk] = []
         for index, (unit, encoding) in enumerate(zip(units, encodings)):
             for start, end in self._spans(unit.text, encoding.offsets):
-                chunks.append(
-                    Chunk(unit.text[start:end], unit.page, list(unit.heading_path), start, end, 0, index)
-                )
+                chunks.append(Chunk(unit.text[start:end], unit.page, list(unit.heading_path), start, end, 0,
+                                    index, chunk_context(unit, start)))
         return self._verified(chunks)
 
     def _spans(self, text: str, offsets: list[tuple[int, int]]) -> list[tuple[int, int]]:
@@ -104,10 +126,10 @@ class Chunker:
                 cut = chunk.start + (len(chunk.text) * self.max_tokens) // count
                 cut = max(chunk.start + 1, min(cut, chunk.end - 1))
                 chunk = Chunk(chunk.text[: cut - chunk.start], chunk.page, chunk.heading_path,
-                              chunk.start, cut, 0, chunk.unit_index)
+                              chunk.start, cut, 0, chunk.unit_index, chunk.context)
                 count = self.count_tokens([chunk.text])[0]
             out.append(Chunk(chunk.text, chunk.page, chunk.heading_path, chunk.start, chunk.end, count,
-                             chunk.unit_index))
+                             chunk.unit_index, chunk.context))
         return out
 
 

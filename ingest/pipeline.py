@@ -283,7 +283,7 @@ class IngestPipeline:
                                       reason="no text to index after chunking"))
                     continue
                 for start in range(0, len(w.chunks), EMBED_BATCH):
-                    texts = [c.text for c in w.chunks[start : start + EMBED_BATCH]]
+                    texts = [c.embedding_text for c in w.chunks[start : start + EMBED_BATCH]]
                     t = time.perf_counter()
                     vectors = self.embedder.embed_documents(texts)
                     report.stages.embed += time.perf_counter() - t
@@ -320,7 +320,7 @@ class IngestPipeline:
                 "text": chunk.text,
             }
             points.append(StorePoint(point_id(w.doc_id, w.content_hash, index), vector,
-                                     sparse.encode_document(chunk.text), payload))
+                                     sparse.encode_document(chunk.embedding_text), payload))
         return points
 
 

@@ -88,8 +88,9 @@ def _reasons(failed) -> dict[str, int]:
 
 
 def _files_under(folders: list[str]) -> list[str]:
+    # Hidden parts are judged below each folder: "../shared" must not hide everything.
     return sorted(str(p) for d in folders for p in Path(d).rglob("*")
-                  if p.is_file() and not any(part.startswith(".") for part in p.parts))
+                  if p.is_file() and not any(part.startswith(".") for part in p.relative_to(d).parts))
 
 
 def run_naive(data: list[str]) -> dict:

@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from ingest.chunking import chunk_document, chunker_for
+from ingest.chunking import CONTEXT_TOKENS, chunk_document, chunker_for
 from ingest.parsers.base import ParsedDocument, TextUnit
 
 
@@ -32,8 +32,10 @@ def document():
 def test_chunks_fit_the_window_and_quote_their_unit_verbatim(settings, document):
     chunker = chunker_for(settings)
     chunks = chunk_document(document, settings)
-    assert chunker.max_tokens == min(settings.chunk_tokens, 256 - 2)
+    assert chunker.max_tokens == min(settings.chunk_tokens, 256 - 2 - CONTEXT_TOKENS)
     counted = chunker.count_tokens([c.text for c in chunks])
+    with_context = chunker.count_tokens([c.embedding_text for c in chunks])
+    assert max(with_context) <= 256 - 2  # the context never pushes a chunk past the window
     for chunk, tokens in zip(chunks, counted):
         unit = document.units[chunk.unit_index]
         assert unit.text[chunk.start : chunk.end] == chunk.text
@@ -76,3 +78,20 @@ def test_short_unit_is_one_chunk(settings, document):
     first = [c for c in chunk_document(document, settings) if c.unit_index == 0]
     assert [(c.text, c.page, c.heading_path, c.start, c.end) for c in first] == [
         ("Short first page.", 1, ["Intro"], 0, 17)]
+
+
+def test_embedded_text_carries_the_heading_or_the_page_opening(settings):
+    statement = "Consolidated Statement of Cash Flows\nYears ended December 31\n\n" + "\n".join(
+        f"Line item {i}: purchases of equipment {i * 17} and proceeds {i * 3}" for i in range(120))
+    document = ParsedDocument(units=[TextUnit(statement, page=7, heading_path=[]),
+                                     TextUnit(_sentences("Leave", 30), page=8, heading_path=["HR", "Leave"])],
+                              format="pdf", pages=2)
+    chunks = chunk_document(document, settings)
+    page7 = [c for c in chunks if c.page == 7]
+    page8 = [c for c in chunks if c.page == 8]
+    assert len(page7) > 1 and len(page8) > 1
+    assert page7[0].embedding_text == page7[0].text  # it begins the page: nothing to add
+    for later in page7[1:]:
+        assert later.embedding_text.startswith("Consolidated Statement of Cash Flows Years ended")
+        assert later.embedding_text.endswith(later.text) and "Consolidated" not in later.text
+    assert all(c.embedding_text == f"HR > Leave\n{c.text}" for c in page8)
