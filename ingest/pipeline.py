@@ -38,6 +38,7 @@ from rag.store.base import DocumentInfo, StorePoint, VectorStore, point_id
 Outcome = Literal["added", "updated", "unchanged", "regrouped", "failed", "pruned", "would_add",
                   "would_update", "would_regroup", "would_prune"]
 EMBED_BATCH = 64
+EMBED_CALL_CHUNKS = 4 * EMBED_BATCH  # chunks per embedder call, across documents
 _DONE = object()
 
 
@@ -274,6 +275,24 @@ class IngestPipeline:
                    threading.Thread(target=writer, name="ingest-write", daemon=True)]
         for th in threads:
             th.start()
+        # Segments (document, first chunk, end) waiting to be embedded together: small
+        # documents share a call, so the embedder works on full, length-sorted batches.
+        pending: list[tuple[_Work, int, int]] = []
+
+        def embed_pending() -> None:
+            chunks = [c for w, start, end in pending for c in w.chunks[start:end]]
+            t = time.perf_counter()
+            vectors = self.embedder.embed_documents([c.embedding_text for c in chunks])
+            report.stages.embed += time.perf_counter() - t
+            report.embeddings_computed += len(chunks)
+            report.tokens_embedded += sum(c.tokens for c in chunks)
+            offset = 0
+            for w, start, end in pending:
+                write_q.put((w, start, vectors[offset : offset + end - start]))
+                offset += end - start
+            pending.clear()
+            notify({"event": "chunks", "count": len(chunks)})
+
         try:
             while (w := parsed_q.get()) is not _DONE:
                 if errors:
@@ -283,14 +302,13 @@ class IngestPipeline:
                                       reason="no text to index after chunking"))
                     continue
                 for start in range(0, len(w.chunks), EMBED_BATCH):
-                    texts = [c.embedding_text for c in w.chunks[start : start + EMBED_BATCH]]
-                    t = time.perf_counter()
-                    vectors = self.embedder.embed_documents(texts)
-                    report.stages.embed += time.perf_counter() - t
-                    report.embeddings_computed += len(texts)
-                    report.tokens_embedded += sum(getattr(c, "tokens", 0) for c in w.chunks[start : start + EMBED_BATCH])
-                    write_q.put((w, start, vectors))
-                    notify({"event": "chunks", "count": len(texts)})
+                    pending.append((w, start, min(start + EMBED_BATCH, len(w.chunks))))
+                    if sum(end - first for _, first, end in pending) >= EMBED_CALL_CHUNKS:
+                        embed_pending()
+                if pending and parsed_q.empty():  # don't sit idle while the parser works
+                    embed_pending()
+            if pending and not errors:
+                embed_pending()
         finally:
             write_q.put(_DONE)
             for th in threads:
