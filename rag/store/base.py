@@ -129,7 +129,7 @@ class VectorStore(ABC):
     """What the application needs from a vector store."""
 
     dim: int
-    hnsw_ef: int = 128
+    hnsw_ef: int = 256
 
     @abstractmethod
     def upsert(self, points: Sequence[StorePoint]) -> None:

@@ -63,7 +63,7 @@ class EdgeStore(VectorStore):
         create: bool = True,
         hnsw_m: int = 16,
         hnsw_ef_construct: int = 100,
-        hnsw_ef: int = 128,
+        hnsw_ef: int = 256,
     ) -> None:
         self.path = Path(path)
         self.dim = dim

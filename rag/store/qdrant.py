@@ -65,7 +65,7 @@ class QdrantClientStore(VectorStore):
         write_consistency_factor: int = 1,
         hnsw_m: int = 16,
         hnsw_ef_construct: int = 100,
-        hnsw_ef: int = 128,
+        hnsw_ef: int = 256,
         create: bool = True,
     ) -> None:
         if (url is None) == (path is None):
