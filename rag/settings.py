@@ -98,7 +98,9 @@ class Settings(BaseSettings):
     llm_base_url: str = Field("", description="OpenAI-compatible base URL; empty = local server.")
     llm_model: str = "smollm2"
     llm_api_key: SecretStr = SecretStr("local")
-    llm_timeout: float = Field(60.0, gt=0)
+    llm_timeout: float = Field(
+        300.0, gt=0, description="Seconds to wait for the model server's next bytes. On a CPU under "
+        "load the first token can take over a minute (`rag bench api`: 60 s gave 503s at 25 clients).")
     llm_max_tokens: int = Field(256, ge=1)
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
     llm_context_window: int = Field(2048, ge=256)
@@ -123,7 +125,8 @@ class Settings(BaseSettings):
     api_url: str = Field("", description="Where the UI finds the API; empty = api_host:api_port.")
     api_max_upload_mb: float = Field(100.0, gt=0)
     api_max_body_kb: int = Field(256, gt=0, description="Limit for JSON request bodies.")
-    api_request_timeout: float = Field(120.0, gt=0)
+    api_request_timeout: float = Field(
+        300.0, gt=0, description="How long an answer may wait for a free slot (api_max_concurrent_answers).")
     api_keys_file: Path | None = Field(
         None, description="Where API keys (hashed) are kept; empty = <data_dir>/keys.json."
     )
