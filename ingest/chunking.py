@@ -41,10 +41,16 @@ class Chunk:
     tokens: int  # model tokens, without [CLS]/[SEP]
     unit_index: int
     context: str = ""  # heading path or the page's opening words; embedded, not stored as text
+    context_tokens: int = 0
 
     @property
     def embedding_text(self) -> str:
         return f"{self.context}\n{self.text}" if self.context else self.text
+
+    @property
+    def embedding_tokens(self) -> int:
+        """Model tokens of `embedding_text` (word pieces never span the newline between the two)."""
+        return self.tokens + self.context_tokens
 
 
 def chunk_context(unit: TextUnit, start: int) -> str:
@@ -120,6 +126,7 @@ class Chunker:
     def _verified(self, chunks: list[Chunk]) -> list[Chunk]:
         """Count tokens of the final texts (a cut inside a word can tokenize differently)."""
         counts = self.count_tokens([c.text for c in chunks])
+        contexts = self._fitted_contexts({c.context for c in chunks if c.context})
         out = []
         for chunk, count in zip(chunks, counts):
             while count > self.max_tokens:  # rare: trim characters until it fits
@@ -128,9 +135,26 @@ class Chunker:
                 chunk = Chunk(chunk.text[: cut - chunk.start], chunk.page, chunk.heading_path,
                               chunk.start, cut, 0, chunk.unit_index, chunk.context)
                 count = self.count_tokens([chunk.text])[0]
+            context, context_tokens = contexts.get(chunk.context, ("", 0))
             out.append(Chunk(chunk.text, chunk.page, chunk.heading_path, chunk.start, chunk.end, count,
-                             chunk.unit_index, chunk.context))
+                             chunk.unit_index, context, context_tokens))
         return out
+
+    def _fitted_contexts(self, contexts: set[str]) -> dict[str, tuple[str, int]]:
+        """Each context line (as key) cut to CONTEXT_TOKENS tokens, with its token count.
+
+        100 characters of figures can be more word pieces than the room the chunk size
+        leaves; the embedder would then silently cut the end of the chunk instead.
+        """
+        ordered = sorted(contexts)
+        fitted = {}
+        for context, encoding in zip(ordered, self.tokenizer.encode_batch(ordered, add_special_tokens=False)):
+            if len(encoding.ids) <= CONTEXT_TOKENS:
+                fitted[context] = (context, len(encoding.ids))
+            else:
+                cut = context[: encoding.offsets[CONTEXT_TOKENS - 1][1]]
+                fitted[context] = (cut, self.count_tokens([cut])[0])
+        return fitted
 
 
 def _boundary(text: str, offsets, i: int) -> int:

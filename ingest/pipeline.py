@@ -285,7 +285,7 @@ class IngestPipeline:
             vectors = self.embedder.embed_documents([c.embedding_text for c in chunks])
             report.stages.embed += time.perf_counter() - t
             report.embeddings_computed += len(chunks)
-            report.tokens_embedded += sum(c.tokens for c in chunks)
+            report.tokens_embedded += sum(c.embedding_tokens for c in chunks)
             offset = 0
             for w, start, end in pending:
                 write_q.put((w, start, vectors[offset : offset + end - start]))

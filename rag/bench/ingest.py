@@ -125,8 +125,9 @@ def run_naive(data: list[str]) -> dict:
         nodes = list(index.docstore.docs.values()) or _nodes_from_store(client)
         client.close()
     texts = [n.get_content() for n in nodes] if nodes else []
-    token_counts = [len(tokenizer(t, add_special_tokens=True)["input_ids"]) for t in texts]
-    embedded = sum(min(c, 256) for c in token_counts)
+    # Text tokens, without [CLS]/[SEP], as ours are counted; the window holds 254 of them.
+    token_counts = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    embedded = sum(min(c, 254) for c in token_counts)
     markup = sum(1 for t in texts if t.count("<") > 20 and t.count(">") > 20)
     return {
         "path": "naive llama-index",

@@ -95,3 +95,18 @@ def test_embedded_text_carries_the_heading_or_the_page_opening(settings):
         assert later.embedding_text.startswith("Consolidated Statement of Cash Flows Years ended")
         assert later.embedding_text.endswith(later.text) and "Consolidated" not in later.text
     assert all(c.embedding_text == f"HR > Leave\n{c.text}" for c in page8)
+
+
+def test_a_context_line_of_figures_is_cut_to_fit_and_counted(settings):
+    # A statement page opening with a wall of numbers: 100 characters are ~60 word pieces,
+    # more than the room a full chunk leaves for its context line.
+    figures = " ".join(f"{n},{n % 997:03d}" for n in range(1000, 1020))
+    page = figures + "\n\n" + _sentences("Cash", 80)
+    chunker = chunker_for(settings)
+    assert chunker.count_tokens([figures[:100]])[0] > CONTEXT_TOKENS
+    chunks = chunk_document(ParsedDocument(units=[TextUnit(page, page=7)], format="pdf", pages=1), settings)
+    later = chunks[1:]
+    assert later and all(c.context and figures.startswith(c.context) for c in later)
+    for chunk, counted in zip(chunks, chunker.count_tokens([c.embedding_text for c in chunks])):
+        assert chunk.embedding_tokens == counted <= 256 - 2  # exact count, and never truncated
+        assert chunk.context_tokens <= CONTEXT_TOKENS
