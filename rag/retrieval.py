@@ -185,6 +185,10 @@ class Retriever:
             rrf_weights=[s.hybrid_dense_weight, s.hybrid_sparse_weight],
         )
         relevance = self._relevance(dense, hits, flt, mode)
+        # Equal fused scores are common (dense and BM25 ranking two passages in opposite
+        # orders tie exactly under RRF); the store breaks them arbitrarily. Break them by
+        # relevance, then id, so the same question always gets the same sources.
+        hits.sort(key=lambda h: (-h.score, -relevance.get(h.id, -1.0), h.id))
         timings.retrieve = time.perf_counter() - t
 
         chunks = [to_chunk(h, question, relevance.get(h.id)) for h in hits]

@@ -146,3 +146,24 @@ def test_a_missing_reranker_folder_is_a_clear_error(service, tmp_path):
     settings = service.settings.model_copy(update={"reranker_model": str(tmp_path / "nope")})
     with pytest.raises(QuestionError, match="reranker model folder"):
         Retriever(settings, service.store, service.embedder).search("vacation")
+
+
+def test_fused_ties_are_broken_by_relevance_so_answers_are_reproducible(tmp_path):
+    """Dense and BM25 rank two passages in opposite orders: RRF gives them the same score."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("Staff are entitled to twenty-five days of paid time off annually.")
+    (docs / "b.txt").write_text("Holiday request form. Attach the holiday request form to the holiday calendar.")
+    svc = RagService(Settings(_env_file=None, data_dir=tmp_path / "var"))
+    try:
+        assert not svc.ingest([docs]).failed
+        question = "How many holiday days do employees get each year?"
+        first = {m: svc.search(question, top_k=2, mode=m).chunks[0].source for m in ("dense", "sparse")}
+        assert first["dense"].endswith("a.txt") and first["sparse"].endswith("b.txt")  # they disagree
+        for _ in range(5):
+            hybrid = svc.search(question, top_k=2).chunks
+            assert hybrid[0].score == hybrid[1].score  # an exact tie...
+            assert [c.source.rsplit("/", 1)[-1] for c in hybrid] == ["a.txt", "b.txt"]  # ...broken by relevance
+            assert hybrid[0].relevance > hybrid[1].relevance
+    finally:
+        svc.close()
