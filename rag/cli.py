@@ -237,6 +237,7 @@ def eval_qa(
     questions: Path | None = typer.Option(None, help="Your own questions (YAML or JSONL, see docs/evaluation.md)."),
     docs: Path | None = typer.Option(None, help="The documents your questions are about (with --questions)."),
     limit: int | None = typer.Option(None, help="Only the first N questions."),
+    sample: int | None = typer.Option(None, help="Only N questions spread evenly over the set (every filing)."),
     llm: bool = typer.Option(True, help="--no-llm: retrieval metrics only (no answers)."),
     refusal: bool = typer.Option(True, help="--no-refusal: skip the wrong-document probes."),
     work_dir: Path | None = typer.Option(None, help="Keep the evaluation store here (re-runs skip ingestion)."),
@@ -259,7 +260,7 @@ def eval_qa(
             docs_dir, items = docs, load_own_questions(questions)
         else:
             fail("give either --dataset DIR (FinanceBench) or --questions FILE --docs DIR", 2)
-        result = evaluate_qa(get_settings(), items, docs_dir, work_dir=work_dir, limit=limit,
+        result = evaluate_qa(get_settings(), items, docs_dir, work_dir=work_dir, limit=limit, sample=sample,
                              use_llm=llm, refusal=refusal, progress=_progress)
     except DatasetError as exc:
         fail(str(exc), 2)

@@ -100,15 +100,32 @@ _NUMBER = re.compile(
 )
 
 
+_CITATION = re.compile(r"\[\d+\]")
+
+
+def _is_list_marker(text: str, m: re.Match) -> bool:
+    """ "1." or "2)" opening a line numbers a list item: it is not a figure."""
+    start, end = m.start("num"), m.end("num")
+    line_start = text.rfind("\n", 0, start) + 1
+    return not text[line_start:start].strip() and text[end : end + 1] in (".", ")") and text[end + 1 : end + 2] in (
+        "", " ", "\n")
+
+
 def numbers_in(text: str, *, skip_years: bool = True) -> list[set[float]]:
     """Every number in ``text`` as the set of values it may stand for.
 
     "$1,577 million" may be compared with "1577", "1.577" (billions) or "1577000000";
     "12.5%" with "0.125".
-    Bare four-digit years (1900-2100) are skipped: they say when, not how much.
+    Bare four-digit years (1900-2100) are skipped: they say when, not how much. So are
+    digits that are part of a name or a label ("3M", "Q2", "FY2022", "777X"), and citation
+    markers ("[1]"), which would otherwise match any 1 or 100 %.
     """
+    text = _CITATION.sub(" ", text)
     found = []
     for m in _NUMBER.finditer(text):
+        before, after = text[m.start("num") - 1 : m.start("num")], text[m.end("num") : m.end("num") + 1]
+        if before.isalpha() or (after.isalpha() and not m.group("cur")) or _is_list_marker(text, m):
+            continue
         raw = m.group("num").replace(",", "")
         try:
             value = float(raw)

@@ -164,6 +164,13 @@ def first_hit_rank(chunks, expected: list[Expected]) -> int | None:
 # --- Running --------------------------------------------------------------------------------------
 
 
+def spread(items: list, n: int | None) -> list:
+    """``n`` items evenly spread over the list, so a quick sample covers every filing, not the first few."""
+    if not n or n >= len(items):
+        return items
+    return [items[i * len(items) // n] for i in range(n)]
+
+
 def _doc_ids(sources: dict[str, str], files: list[str] | None) -> list[str] | None:
     """The stored documents (doc_id -> source) that are one of ``files``."""
     if files is None:
@@ -178,6 +185,7 @@ def evaluate_qa(
     *,
     work_dir: Path | None = None,
     limit: int | None = None,
+    sample: int | None = None,
     use_llm: bool = True,
     refusal: bool = True,
     progress: Callable[[str], None] = lambda message: None,
@@ -186,7 +194,7 @@ def evaluate_qa(
     from rag.answer import is_refusal
     from rag.service import RagService
 
-    items = items[:limit] if limit else items
+    items = spread(items[:limit] if limit else items, sample)
     temp = None
     if work_dir is None:
         temp = work_dir = Path(tempfile.mkdtemp(prefix="rag-eval-qa-"))
@@ -210,7 +218,9 @@ def evaluate_qa(
         rows = []
         for n, item in enumerate(items, 1):
             rows.append(_evaluate_item(service, sources, item, use_llm, refusal, is_refusal))
-            progress(f"[{n}/{len(items)}] hit@5={rows[-1]['hit@5']} {rows[-1].get('status', '')}")
+            row = rows[-1]
+            correct = f" correct={row['correctness']['correct']}" if "correctness" in row else ""
+            progress(f"[{n}/{len(items)}] hit@5={row['hit@5']} {row.get('status', '')}{correct}")
     finally:
         service.close()
         if temp is not None:

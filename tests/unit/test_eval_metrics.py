@@ -11,6 +11,7 @@ from rag.eval.metrics import (
     answer_correctness,
     mrr_at_k,
     ndcg_at_k,
+    numbers_in,
     numeric_match,
     percentile,
     recall_at_k,
@@ -90,3 +91,33 @@ def test_text_answers_use_token_f1():
     result = answer_correctness("United States, EMEA, APAC and LACC", "United States, EMEA, APAC, and LACC")
     assert result == {"method": "f1", "score": 1.0, "correct": True}
     assert answer_correctness("Bananas", "Customer deposits")["correct"] is False
+
+
+def test_a_sample_is_spread_over_the_whole_question_set():
+    from rag.eval.qa import spread
+
+    items = list(range(73))
+    sample = spread(items, 24)
+    assert len(sample) == 24 == len(set(sample))
+    assert sample[0] == 0 and sample[-1] >= 69  # reaches the last filings, not only the first
+    assert max(b - a for a, b in zip(sample, sample[1:])) <= 4  # evenly spaced
+    assert spread(items, None) == items and spread(items, 100) == items
+
+
+def test_names_labels_and_citation_markers_are_not_figures():
+    """Seen in a real run: "3M", "Q2" and "[1]" made wrong answers score as correct."""
+    assert numbers_in("3M in Q2 of FY2022 reported 777X orders [1] [2]") == []
+    gold = "The entertainment segment experienced the highest growth of 9% during Q2 FY2024."
+    assert answer_correctness("The best category in Q2 was Best Buy Mobile [1].", gold)["correct"] is False
+    assert answer_correctness("Operating margin for 3M fell.", "Operating margin for 3M fell by 1.7%.")["score"] == 0
+    assert answer_correctness("Entertainment grew 9% [2].", gold)["correct"] is True
+    assert any(1577.0 in v or 1.577 in v for v in numbers_in("$1.577B"))  # "$3M"-style amounts still count
+    assert any(2018.0 in v for v in numbers_in("Adj. EBITDA was $2,018mn"))
+
+
+def test_list_numbers_are_not_figures():
+    gold = "Amcor completed these acquisitions: 100% equity interest of a flexibles company."
+    answer = "The sources are:\n1. [1]\n2. [2]\n 3) the report"
+    assert numbers_in(answer) == []
+    assert answer_correctness(answer, gold)["correct"] is False
+    assert any(1.5 in v for v in numbers_in("Growth was\n1.5% in 2022"))  # a figure at a line start still counts
