@@ -429,6 +429,7 @@ def _launch(settings: Settings) -> subprocess.Popen:
     log = log_file(settings)
     if log.exists():
         log.replace(log.with_suffix(".log.1"))  # keep the previous run's log
+    dtype = server_dtype(settings)
     command = [
         str(venv_python(venv_dir(settings))),
         "-m",
@@ -438,11 +439,10 @@ def _launch(settings: Settings) -> subprocess.Popen:
         "--host", settings.llm_host,
         "--port", str(settings.llm_port),
         "--max-model-len", str(settings.llm_context_window),
-        "--dtype", server_dtype(settings),
+        "--dtype", dtype,
         "--enforce-eager",
     ]  # fmt: skip
-    _say(f"Starting vLLM ({settings.llm_model}, {command[command.index('--dtype') + 1]}) on "
-         f"{local_base_url(settings)}; log: {log}")
+    _say(f"Starting vLLM ({settings.llm_model}, {dtype}) on {local_base_url(settings)}; log: {log}")
     with open(log, "w") as out:
         proc = subprocess.Popen(
             command,
