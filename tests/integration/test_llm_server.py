@@ -21,7 +21,7 @@ from rag import llm_server as serving
 from rag.llm import LLMClient, LLMRequestError, LLMUnavailable
 from rag.settings import Settings
 from tests.conftest import find_free_port
-from tests.vllm_metrics import finished_requests, running_requests, wait_until_idle
+from tests.vllm_metrics import finished_requests, wait_until_idle
 
 pytestmark = pytest.mark.llm
 
@@ -239,10 +239,11 @@ def test_stop_leaves_no_process_behind(own_server):
 
 def test_server_killed_mid_stream_gives_a_clear_error_and_stop_cleans_up(own_server):
     client = LLMClient(own_server.model_copy(update={"llm_max_tokens": 1500}))
+    finished_before = finished_requests(own_server.effective_llm_base_url)
     stream = client.stream(LONG_ANSWER)
     next(stream), next(stream)
     tree = server_tree(own_server)
-    assert running_requests(own_server.effective_llm_base_url) == 1  # still generating
+    assert finished_requests(own_server.effective_llm_base_url) == finished_before  # still generating
 
     tree[0].send_signal(signal.SIGKILL)  # the API server dies; its engine processes are orphaned
     tree[0].wait(timeout=30)
