@@ -9,7 +9,8 @@ The prompt is built for small models and for vLLM's prefix cache:
 
 Sources are fitted into the context window: the lowest-ranked are dropped first, then
 the last one kept is cut. When no passage the asker may see is relevant enough
-(``score_threshold``), the answer is "not found" and the model is never called.
+(``score_threshold``), or none mentions a name the question asks about (``name_check``,
+see rag.names), the answer is "not found" and the model is never called.
 
 Citations: ``[n]``, ``[1, 2]``, ``[1][2]``, ``[1-3]`` and ``[Source 1]`` are read; a
 number that names no source is removed from the text. If the model cites nothing
@@ -33,8 +34,16 @@ from pathlib import PurePath
 from pydantic import ValidationError
 
 from rag.llm import LLMUnavailable
+from rag.names import unmentioned_names
 from rag.retrieval import QuestionError, Retriever, validate_question, validate_top_k
-from rag.schema import Answer, Citation, ConversationTurn, RetrievedChunk, SearchResult, Timings
+from rag.schema import (
+    Answer,
+    Citation,
+    ConversationTurn,
+    RetrievedChunk,
+    SearchResult,
+    Timings,
+)
 from rag.settings import Settings
 from rag.store.base import StoreFilter
 
@@ -444,11 +453,17 @@ class Answerer:
         yield {"type": "final", "answer": answer("answered", text, citations, prompt.sources)}
 
     def not_found_message(self, search: SearchResult) -> str | None:
-        """Why the model should not be asked: nothing visible, or nothing relevant enough."""
+        """Why the model should not be asked: nothing visible, nothing relevant enough, or
+        nothing that mentions what the question names (see rag.names)."""
         threshold = self.settings.score_threshold
         message = NOT_FOUND_MESSAGE.format(threshold=threshold)
         if not search.chunks:
             return message + "."
         if threshold > 0 and (search.best_relevance is None or search.best_relevance < threshold):
             return message + f"; the closest passage scored {search.best_relevance or 0:.2f}."
+        if self.settings.name_check:
+            names = unmentioned_names(search.query, search.chunks)
+            if names:
+                listed = ", ".join(f'"{name}"' for name in names)
+                return f"Not found in the documents you can access: no passage found mentions {listed}."
         return None

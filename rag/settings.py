@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         "(samples) and 0.42 (FinanceBench) at the lowest; off-topic ones and questions about "
         "documents the asker may not read scored 0.09-0.13.",
     )
+    name_check: bool = Field(
+        True,
+        description="Answer 'not found' without calling the model when the question names something "
+        "(a company, product or place: 'Adobe', '3M', 'American Express') and no retrieved passage "
+        "mentions any of those names in its text, title, heading or file name. Catches questions "
+        "about documents the asker cannot see that retrieval matched to look-alike ones.",
+    )
     max_question_chars: int = Field(
         4000, ge=16, description="Longer questions are refused with a clear error (not truncated)."
     )

@@ -250,6 +250,11 @@ def _evaluate_item(service, sources, item: QAItem, use_llm: bool, refusal: bool,
     for k in HIT_KS:
         row[f"hit@{k}"] = bool(rank and rank <= k) if item.expected else None
     if not use_llm:
+        # The gates before the model (relevance, names) are measurable without it.
+        row["gate"] = _gate(service, item, doc_ids)
+        if refusal and item.refusal_probe:
+            row["refusal_probe"] = {"documents": item.refusal_probe,
+                                    "gate": _gate(service, item, _doc_ids(sources, item.refusal_probe))}
         return row
     answer = service.ask(item.question, item.groups, doc_ids=doc_ids)
     row.update(
@@ -280,6 +285,11 @@ def _evaluate_item(service, sources, item: QAItem, use_llm: bool, refusal: bool,
     return row
 
 
+def _gate(service, item: QAItem, doc_ids: list[str] | None) -> str | None:
+    """Why the answerer would not call the model for ``item`` in ``doc_ids`` (None: it would)."""
+    return service.answerer.not_found_message(service.search(item.question, item.groups, doc_ids=doc_ids))
+
+
 def _share(values) -> float | None:
     values = [bool(v) for v in values if v is not None]
     return sum(values) / len(values) if values else None
@@ -292,6 +302,10 @@ def summarise(rows: list[dict], use_llm: bool) -> dict:
         out[f"page_hit@{k}"] = _share(r[f"hit@{k}"] for r in with_expected)
     out["search_latency"] = latency_summary([r["search_s"] for r in rows])
     if not use_llm:
+        probes = [r["refusal_probe"] for r in rows if "refusal_probe" in r]
+        out["gate_refusal_on_answerable"] = _share(r["gate"] is not None for r in rows if r["answerable"])
+        out["gate_refusal_on_wrong_documents"] = _share(p["gate"] is not None for p in probes)
+        out["gate_refusal_on_unanswerable"] = _share(r["gate"] is not None for r in rows if not r["answerable"])
         return out
     answered = [r for r in rows if r.get("status") == "answered"]
     scored = [r for r in rows if "correctness" in r]

@@ -167,7 +167,10 @@ def qa_report(result: dict) -> str:
     answer_metrics = {name: {"share": s.get(key)} for name, key in (
         ("correct", "correct"), ("citation precision", "citation_precision"),
         ("cited", "answers_with_citations"), ("refusal (wrong docs)", "refusal_on_wrong_documents"),
-        ("refusal (unanswerable)", "refusal_on_unanswerable")) if s.get(key) is not None}
+        ("refusal (unanswerable)", "refusal_on_unanswerable"),
+        ("refused before the model (wrong docs)", "gate_refusal_on_wrong_documents"),
+        ("refused before the model (unanswerable)", "gate_refusal_on_unanswerable"),
+        ("refused before the model (answerable)", "gate_refusal_on_answerable")) if s.get(key) is not None}
     answer_bars = grouped_bars(answer_metrics, title="Answers", max_value=1.0) if answer_metrics else ""
     latencies = {"search": [r["search_s"] * 1000 for r in result["questions"]]}
     if any("total_s" in r for r in result["questions"]):
@@ -188,12 +191,17 @@ def qa_report(result: dict) -> str:
         verdict = "" if not correctness else (f'{"✔" if correctness["correct"] else "✘"} {correctness["method"]} '
                                               f'{correctness["score"]:.2f}')
         probe = r.get("refusal_probe")
-        probe_text = "" if not probe else (f'{"refused" if probe["refused"] else "claimed"} ({probe["status"]})'
-                                           f'<br><span class=muted>{escape(probe["answer"][:200])}</span>')
+        if probe and "status" in probe:
+            probe_text = (f'{"refused" if probe["refused"] else "claimed"} ({probe["status"]})'
+                          f'<br><span class=muted>{escape(probe["answer"][:200])}</span>')
+        elif probe:  # --no-llm: only the gates before the model ran
+            probe_text = escape(probe["gate"] or "would ask the model")
+        else:
+            probe_text = ""
         rows.append(
             f'<tr><td>{escape(r["question"])}<br><span class=muted>expected: {escape(", ".join(r["expected"]))}</span></td>'
             f'<td class="{cls}">{_fmt(r.get("hit_rank"))}</td><td><ol>{retrieved}</ol></td>'
-            f'<td>{escape(r.get("answer") or r.get("message") or "")}<br><span class=muted>'
+            f'<td>{escape(r.get("answer") or r.get("message") or r.get("gate") or "")}<br><span class=muted>'
             f'{escape(" ".join(r.get("citations", [])))}</span></td><td>{escape(r.get("gold") or "")}</td>'
             f'<td>{escape(verdict)}</td><td>{probe_text}</td></tr>'
         )

@@ -76,6 +76,23 @@ def test_the_threshold_lets_relevant_questions_through(service):
     assert unrelated.status == "not_found"
 
 
+def test_a_question_naming_what_no_passage_mentions_is_not_found_without_calling_the_model(service):
+    finance = access_filter(["finance"])
+    question = "Who is the chief executive officer of Contoso Pharmaceuticals?"
+    search = service.retriever.search(question, finance)
+    assert search.best_relevance > service.settings.score_threshold  # relevant enough: CEO passages
+    answer = closed_port_answerer(service).ask(question, finance)
+    assert answer.status == "not_found"
+    assert answer.message == ('Not found in the documents you can access: no passage found mentions '
+                              '"Contoso Pharmaceuticals".')
+    assert answer.sources == [] and answer.timings.first_token == 0
+    # Naming the company the passages are about gets past the check (it tries the model)...
+    named = closed_port_answerer(service).ask("Who is the chief executive officer of Northwind Traders?", finance)
+    assert named.status == "llm_unavailable"
+    # ...and so does any question once the check is switched off.
+    assert closed_port_answerer(service, name_check=False).ask(question, finance).status == "llm_unavailable"
+
+
 def test_model_down_returns_the_sources_and_the_reason(service):
     bot = closed_port_answerer(service)
     answer = bot.ask("Who is the chief executive officer of Northwind Traders?", access_filter(["finance"]))

@@ -136,6 +136,8 @@ def test_own_questions_without_the_model_report_page_hits(tmp_path, settings):
     assert rows[1]["hit@1"] is True
     assert rows[2]["hit@5"] is None  # no expected source
     assert result["summary"]["page_hit@1"] == 1.0 and result["summary"]["page_hit@5"] == 1.0
+    assert result["summary"]["gate_refusal_on_answerable"] == 0.0
+    assert rows[2]["gate"].startswith("Not found")  # the swallow: nothing relevant, model not needed
     assert result["ingest"]["failed"] == [] and result["ingest"]["chunks_written"] >= 4
     html = qa_report(result)
     assert "<svg" in html and "<script" not in html and "Marta Lindqvist" in html
@@ -192,6 +194,19 @@ def test_financebench_format_maps_pages_and_picks_another_company_for_the_refusa
     assert items[0].expected[0].file == "ACME_2022_10K" and items[0].expected[0].page == 2  # 0-based -> 1-based
     assert items[0].restrict_to == ["ACME_2022_10K"] and items[0].refusal_probe == ["GLOBEX_2022_10K"]
     assert items[1].refusal_probe == ["ACME_2022_10K"]
+
+
+def test_financebench_without_the_model_measures_the_gates_on_wrong_filings(tmp_path, settings):
+    docs, items = load_financebench(write_financebench(tmp_path / "fb"))
+    result = evaluate_qa(settings, items, docs, use_llm=False)
+    rows = result["questions"]
+    assert [r["gate"] for r in rows] == [None, None]  # each filing answers its own question
+    # Asked against the other company's filing, neither passes: the company is named nowhere in it.
+    assert rows[0]["refusal_probe"]["gate"] == 'Not found in the documents you can access: no passage found mentions "ACME".'
+    assert "Globex" in rows[1]["refusal_probe"]["gate"] or "score threshold" in rows[1]["refusal_probe"]["gate"]
+    assert result["summary"]["gate_refusal_on_wrong_documents"] == 1.0
+    assert result["summary"]["gate_refusal_on_answerable"] == 0.0
+    assert "refused before the model" in qa_report(result)
 
 
 @pytest.mark.llm
