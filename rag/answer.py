@@ -421,7 +421,9 @@ class Answerer:
                 timings=timings,
             )
 
-        not_found = self.not_found_message(search)
+        # Names are checked only where the asker wrote them: a rewrite may add a wrong one.
+        said = " ".join([question, *(turn.content for turn in turns)])
+        not_found = self.not_found_message(search, said)
         if not_found:
             yield {"type": "final", "answer": answer("not_found", message=not_found)}
             return
@@ -452,7 +454,7 @@ class Answerer:
         text, citations = finish(guard.text, prompt.sources)
         yield {"type": "final", "answer": answer("answered", text, citations, prompt.sources)}
 
-    def not_found_message(self, search: SearchResult) -> str | None:
+    def not_found_message(self, search: SearchResult, said: str | None = None) -> str | None:
         """Why the model should not be asked: nothing visible, nothing relevant enough, or
         nothing that mentions what the question names (see rag.names)."""
         threshold = self.settings.score_threshold
@@ -462,7 +464,7 @@ class Answerer:
         if threshold > 0 and (search.best_relevance is None or search.best_relevance < threshold):
             return message + f"; the closest passage scored {search.best_relevance or 0:.2f}."
         if self.settings.name_check:
-            names = unmentioned_names(search.query, search.chunks)
+            names = unmentioned_names(search.query, search.chunks, said)
             if names:
                 listed = ", ".join(f'"{name}"' for name in names)
                 return f"Not found in the documents you can access: no passage found mentions {listed}."

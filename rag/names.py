@@ -127,9 +127,16 @@ def passage_text(chunk: RetrievedChunk) -> str:
     return normalise(" ".join(filter(None, (chunk.text, chunk.title, chunk.heading, chunk.source))))
 
 
-def unmentioned_names(question: str, chunks: Iterable[RetrievedChunk]) -> list[str]:
-    """The question's names when no passage mentions any of them; [] when one does (or none are named)."""
+def unmentioned_names(question: str, chunks: Iterable[RetrievedChunk], said: str | None = None) -> list[str]:
+    """The question's names when no passage mentions any of them; [] when one does (or none are named).
+
+    ``said``: the asker's own words (question and conversation) when ``question`` is a model's
+    rewrite of them; names only the rewrite brings in are not held against the passages.
+    """
     names = question_names(question)
+    if said is not None:
+        words = normalise(said)
+        names = [name for name in names if mentions(name, words)]
     if not names:
         return []
     texts = [passage_text(c) for c in chunks]

@@ -52,3 +52,13 @@ def test_unmentioned_names_look_at_text_title_and_file_name():
     # Any one of several names is enough; a question without names is never held back.
     assert unmentioned_names("Compare Lyon and Paris offices", [passage("The Paris office opens at 9.")]) == []
     assert unmentioned_names("how long is the probation period?", [passage("Unrelated.")]) == []
+
+
+def test_names_only_a_rewrite_brought_in_are_not_checked():
+    rewrite = "Where does the board of Globex Corporation meet?"  # the model's guess, wrong
+    passages = [passage("The board of Northwind Traders meets in Oslo.")]
+    said = "Who leads Northwind Traders? Where does its board meet?"
+    assert unmentioned_names(rewrite, passages) == ["Globex Corporation"]
+    assert unmentioned_names(rewrite, passages, said) == []
+    assert unmentioned_names("Does Northwind Traders meet in Globex Tower?", [passage("Nothing.")], said) == [
+        "Northwind Traders"]
