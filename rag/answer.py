@@ -36,14 +36,7 @@ from pydantic import ValidationError
 from rag.llm import LLMUnavailable
 from rag.names import unmentioned_names
 from rag.retrieval import QuestionError, Retriever, validate_question, validate_top_k
-from rag.schema import (
-    Answer,
-    Citation,
-    ConversationTurn,
-    RetrievedChunk,
-    SearchResult,
-    Timings,
-)
+from rag.schema import Answer, Citation, ConversationTurn, RetrievedChunk, SearchResult, Timings
 from rag.settings import Settings
 from rag.store.base import StoreFilter
 

@@ -40,6 +40,8 @@ GENERIC_TERMS = frozenset(
     monday tuesday wednesday thursday friday saturday sunday
     """.split()
 )
+# Company suffixes that documents often leave out.
+LEGAL_FORMS = frozenset("inc corp corporation co company ltd llc plc ag sa se nv gmbh group holdings".split())
 # FY2022, FY22, Q3, H1, Q4FY23, 10-K, 10Q, 8-K: reporting periods and form names.
 _LABEL = re.compile(r"^(?:(?:fy|q[1-4]|h[12])\d{0,4}(?:fy\d{2,4})?|\d{1,2}-?[kq]|\d+)$")
 # Amounts, ordinals and units written in lower case: 5m, 100k, 2nd, 10am, 64gb ("3M" stays a name).
@@ -110,6 +112,8 @@ def mentions(name: str, haystack: str) -> bool:
     that is an acronym, also count.
     """
     words = normalise(name).strip().split()
+    while len(words) > 1 and words[-1] in LEGAL_FORMS:  # "Adobe Inc" is mentioned as "Adobe"
+        words = words[:-1]
     forms = [words[:n] for n in range(len(words), 1, -1)]
     if words and (len(words) == 1 or _is_acronym_or_code(name.split()[0])):
         forms.append(words[:1])

@@ -36,6 +36,7 @@ def test_names_match_whole_words_case_insensitively():
     assert mentions("American Express Balance Sheet", text)
     assert mentions("3M Segment", text)
     assert not mentions("Express", normalise("American Airlines"))
+    assert mentions("Northwind Traders Ltd", normalise("Northwind Traders' board")) and mentions("Adobe Inc", text + " adobe ")
     assert not mentions("Adjusted EBITDA", normalise("adjusted operating income"))
 
 
