@@ -125,6 +125,8 @@ def render_answer(client: ApiClient, message: Message, key: str) -> None:
         return
     if answer.status == "not_found":
         st.info(NOT_FOUND, icon=":material/search_off:")
+        if answer.message:  # why: nothing visible, nothing relevant, or a name no passage mentions
+            st.caption(sentence(answer.message))
     elif answer.status == "llm_unavailable":
         if answer.answer:
             st.markdown(answer_markdown(answer.answer))

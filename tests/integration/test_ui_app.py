@@ -160,6 +160,15 @@ def test_nothing_visible_is_not_found_as_information_not_error(ui, api):
     sign_in(ui, api.outsider)  # group "other" sees no document
     ask(ui, QUESTION)
     assert len(ui.info) == 1 and ui.info[0].value.startswith("Not found in your documents")
+    assert any(c.startswith("Not found in the documents you can access (score threshold") for c in texts(ui.caption))
+    assert not ui.error and not ui.warning
+
+
+def test_a_name_no_passage_mentions_is_not_found_and_says_which(ui, api):
+    sign_in(ui, api.staff)
+    ask(ui, "How many days of paid vacation do Contoso employees get?")
+    assert len(ui.info) == 1 and ui.info[0].value.startswith("Not found in your documents")
+    assert 'no passage found mentions "Contoso".' in " ".join(texts(ui.caption))
     assert not ui.error and not ui.warning
 
 
