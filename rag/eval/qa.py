@@ -37,6 +37,8 @@ from rag.eval.retrieval import DatasetError
 from rag.settings import Settings
 
 HIT_KS = (1, 5, 10)
+# In a kept --work-dir: one JSON row per question, written as each is done.
+ROWS_FILE = "eval-qa-rows.jsonl"
 
 
 @dataclass
@@ -207,6 +209,7 @@ def evaluate_qa(
     from rag.embedding import Embedder
 
     service.embedder = Embedder(settings)
+    saved = None
     try:
         progress(f"ingesting {docs_dir} (real pipeline) into {work_dir}")
         report = service.ingest([Path(docs_dir)])
@@ -216,13 +219,22 @@ def evaluate_qa(
         progress(f"ingested: {report.summary()} in {report.seconds:.0f} s")
         sources = {d: info.source for d, info in service.documents().items()}
         rows = []
+        # A kept work folder also keeps each question's row as soon as it is done: a long run
+        # that is stopped loses nothing already measured.
+        if temp is None:
+            saved = (Path(work_dir) / ROWS_FILE).open("w", encoding="utf-8")
         for n, item in enumerate(items, 1):
             rows.append(_evaluate_item(service, sources, item, use_llm, refusal, is_refusal))
             row = rows[-1]
+            if saved:
+                saved.write(json.dumps(row) + "\n")
+                saved.flush()
             correct = f" correct={row['correctness']['correct']}" if "correctness" in row else ""
             progress(f"[{n}/{len(items)}] hit@5={row['hit@5']} {row.get('status', '')}{correct}")
     finally:
         service.close()
+        if saved:
+            saved.close()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
     return {"ingest": ingest, "summary": summarise(rows, use_llm), "questions": rows,

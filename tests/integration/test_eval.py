@@ -198,9 +198,12 @@ def test_financebench_format_maps_pages_and_picks_another_company_for_the_refusa
 
 def test_financebench_without_the_model_measures_the_gates_on_wrong_filings(tmp_path, settings):
     docs, items = load_financebench(write_financebench(tmp_path / "fb"))
-    result = evaluate_qa(settings, items, docs, use_llm=False)
+    result = evaluate_qa(settings, items, docs, use_llm=False, work_dir=tmp_path / "work")
     rows = result["questions"]
     assert [r["gate"] for r in rows] == [None, None]  # each filing answers its own question
+    # A kept work folder has each row as soon as it was measured (a stopped run keeps them).
+    saved = (tmp_path / "work" / "eval-qa-rows.jsonl").read_text().splitlines()
+    assert [json.loads(line) for line in saved] == rows
     # Asked against the other company's filing, neither passes: the company is named nowhere in it.
     assert rows[0]["refusal_probe"]["gate"] == 'Not found in the documents you can access: no passage found mentions "ACME".'
     assert "Globex" in rows[1]["refusal_probe"]["gate"] or "score threshold" in rows[1]["refusal_probe"]["gate"]
