@@ -153,24 +153,37 @@ def close(a: float, b: float, rel: float = 0.01) -> bool:
     return abs(a - b) <= rel * max(abs(a), abs(b))
 
 
-def numeric_match(answer: str, gold: str) -> float | None:
-    """Share of the gold answer's numbers that the answer states (within 1 %); None if gold has none."""
-    gold_numbers = numbers_in(gold)
+def _states(numbers: list[set[float]], wanted: set[float]) -> bool:
+    return any(close(x, y) for values in numbers for x in values for y in wanted)
+
+
+def numeric_match(answer: str, gold: str, question: str = "") -> float | None:
+    """Share of the gold answer's numbers that the answer states (within 1 %); None if gold has none.
+
+    Numbers the question already holds ("from August 30, 2023 onward") are no evidence: an
+    answer that repeats the question states them too.
+    """
+    asked = numbers_in(question)
+    gold_numbers = [g for g in numbers_in(gold) if not _states(asked, g)]
     if not gold_numbers:
         return None
     answer_numbers = numbers_in(answer)
-    hits = sum(
-        1 for g in gold_numbers if any(close(x, y) for a in answer_numbers for x in a for y in g)
-    )
-    return hits / len(gold_numbers)
+    return sum(1 for g in gold_numbers if _states(answer_numbers, g)) / len(gold_numbers)
 
 
 def tokens(text: str) -> list[str]:
     return re.findall(r"\w+", text.lower())
 
 
-def token_f1(answer: str, gold: str) -> float:
-    pred, ref = Counter(tokens(answer)), Counter(tokens(gold))
+# Words that carry no answer: with a question given, F1 looks past them too.
+FUNCTION_WORDS = frozenset("a an the of and or to in on at by for from with as is are was were be it its that this".split())
+
+
+def token_f1(answer: str, gold: str, question: str = "") -> float:
+    """Token F1 on what the question does not already say (unless the gold answer is all echo)."""
+    asked = set(tokens(question)) | FUNCTION_WORDS if question else set()
+    ref = Counter(t for t in tokens(gold) if t not in asked) or Counter(tokens(gold))
+    pred = Counter(t for t in tokens(answer) if t not in asked or t in ref)
     common = sum((pred & ref).values())
     if common == 0:
         return 0.0
@@ -184,10 +197,14 @@ NUMERIC_CORRECT = 0.5
 F1_CORRECT = 0.5
 
 
-def answer_correctness(answer: str, gold: str) -> dict:
-    """{"method": "numeric"|"f1", "score": 0..1, "correct": bool}."""
-    share = numeric_match(answer, gold)
+def answer_correctness(answer: str, gold: str, question: str = "") -> dict:
+    """{"method": "numeric"|"f1", "score": 0..1, "correct": bool}.
+
+    Both ways score only what the gold answer adds to ``question``, so repeating the question
+    back earns nothing.
+    """
+    share = numeric_match(answer, gold, question)
     if share is not None:
         return {"method": "numeric", "score": share, "correct": share >= NUMERIC_CORRECT}
-    f1 = token_f1(answer, gold)
+    f1 = token_f1(answer, gold, question)
     return {"method": "f1", "score": f1, "correct": f1 >= F1_CORRECT}

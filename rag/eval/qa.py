@@ -7,10 +7,11 @@ work folder makes re-runs cheap). Then, per question:
 * **evidence-page hit@k** (k = 1, 5, 10): a retrieved chunk comes from an expected file and
   (when the expectation names one) the expected page;
 * **answer correctness**, without an LLM judge: numbers normalised and compared within 1 %,
-  otherwise token F1 against the gold answer (``rag.eval.metrics.answer_correctness``);
+  otherwise token F1 against the gold answer; both count only what the gold answer adds to
+  the question (``rag.eval.metrics.answer_correctness``);
 * **citation precision**: the share of cited sources that are an expected file/page;
 * **refusal**: the question asked against documents that cannot answer it. Right
-  behaviour is status ``not_found`` (the relevance gate) or a refusal in the answer
+  behaviour is status ``not_found`` (relevance or name check) or a refusal in the answer
   (``rag.answer.is_refusal``); anything else *claims* an answer and counts against;
 * latency percentiles of search and of the whole answer (and time to first token).
 
@@ -282,7 +283,7 @@ def _evaluate_item(service, sources, item: QAItem, use_llm: bool, refusal: bool,
         good = [matches(c.source, c.page, item.expected) for c in answer.citations]
         row["citation_precision"] = sum(good) / len(good)
     if item.answer is not None and item.answerable:
-        row["correctness"] = answer_correctness(answer.answer, item.answer)
+        row["correctness"] = answer_correctness(answer.answer, item.answer, item.question)
     if refusal and item.refusal_probe:
         probe_ids = _doc_ids(sources, item.refusal_probe)
         probe = service.ask(item.question, item.groups, doc_ids=probe_ids)

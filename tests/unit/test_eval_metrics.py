@@ -121,3 +121,17 @@ def test_list_numbers_are_not_figures():
     assert numbers_in(answer) == []
     assert answer_correctness(answer, gold)["correct"] is False
     assert any(1.5 in v for v in numbers_in("Growth was\n1.5% in 2022"))  # a figure at a line start still counts
+
+
+def test_repeating_the_question_back_is_not_a_correct_answer():
+    question = "Which business segment of JnJ will be treated as a discontinued operation from August 30, 2023 onward?"
+    gold = "The Consumer Health business segment will be treated as a discontinued operation from August 30, 2023 onward."
+    echo = "The business segment of JnJ will be treated as a discontinued operation from August 30, 2023 onward."
+    assert answer_correctness(echo, gold)["correct"] is True  # without the question: "30" matches
+    result = answer_correctness(echo, gold, question)
+    assert result == {"method": "f1", "score": 0.0, "correct": False}
+    right = answer_correctness("Consumer Health will be a discontinued operation [1].", gold, question)
+    assert right["method"] == "f1" and right["correct"] is True
+    # Numbers the question does not hold still decide: the answer must state them.
+    assert answer_correctness("It was $1,577 million.", "$1577.00", "What was FY2018 capex?")["correct"] is True
+    assert answer_correctness("Capex in 2018 was 30.", "$1577.00", "What was FY2018 capex?")["correct"] is False
