@@ -75,9 +75,10 @@ def print_retrieval_eval(result: dict, console: Console) -> None:
         table.add_row(mode, *(f"{r['metrics'][m]:.4f}" for m in metrics),
                       f"{r['latency']['p50_ms']:.1f}", f"{r['latency']['p95_ms']:.1f}")
     console.print(table)
-    p = result["hybrid_params"]
-    console.print(f"hybrid: RRF k {p['rrf_k']}, weights dense {p['dense_weight']} / sparse {p['sparse_weight']}, "
-                  f"prefetch {p['prefetch']}; query embedding p50 {result['query_embed_latency']['p50_ms']:.1f} ms")
+    from rag.eval.retrieval import HybridParams
+
+    params = HybridParams(**result["hybrid_params"])
+    console.print(f"hybrid: {params.describe()}; query embedding p50 {result['query_embed_latency']['p50_ms']:.1f} ms")
     if result.get("tuning"):
         console.print(f"tuned on the train split ({len(result['tuning']['trials'])} settings tried)")
 

@@ -1,7 +1,8 @@
 """Retrieval: a question and the asker's groups in, the best passages out.
 
-* Hybrid by default: the dense (MiniLM) and sparse (BM25) rankings are fused with
-  weighted reciprocal rank fusion inside the store. ``dense`` and ``sparse`` alone
+* Hybrid by default: the dense (MiniLM) and sparse (BM25) rankings are fused by their
+  scaled scores (``hybrid_fusion="relative"``, `rag.store.fusion`) or with weighted
+  reciprocal rank fusion inside the engine (``"rrf"``). ``dense`` and ``sparse`` alone
   are there for comparison and for the evaluation.
 * The access filter (the asker's groups, optionally some documents) is part of the
   store query itself, so passages the asker may not see are never even candidates.
@@ -181,12 +182,13 @@ class Retriever:
             flt=flt,
             mode=mode,
             prefetch_limit=max(s.prefetch_k, candidates),
+            fusion=s.hybrid_fusion,
             rrf_k=s.rrf_k,
-            rrf_weights=[s.hybrid_dense_weight, s.hybrid_sparse_weight],
+            weights=[s.hybrid_dense_weight, s.hybrid_sparse_weight],
         )
         relevance = self._relevance(dense, hits, flt, mode)
-        # Equal fused scores are common (dense and BM25 ranking two passages in opposite
-        # orders tie exactly under RRF); the store breaks them arbitrarily. Break them by
+        # Equal fused scores happen (dense and BM25 ranking two passages in opposite
+        # orders tie exactly under RRF); the engine breaks them arbitrarily. Break them by
         # relevance, then id, so the same question always gets the same sources.
         hits.sort(key=lambda h: (-h.score, -relevance.get(h.id, -1.0), h.id))
         timings.retrieve = time.perf_counter() - t

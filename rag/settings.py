@@ -77,10 +77,17 @@ class Settings(BaseSettings):
     # --- Retrieval ----------------------------------------------------------
     retrieval_mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
     top_k: int = Field(5, ge=1, le=100)
-    prefetch_k: int = Field(50, ge=1, description="Candidates per branch before RRF fusion.")
-    rrf_k: int = Field(60, ge=1)
-    hybrid_dense_weight: float = Field(1.0, ge=0, description="RRF weight of the dense (MiniLM) ranking.")
-    hybrid_sparse_weight: float = Field(1.0, ge=0, description="RRF weight of the sparse (BM25) ranking.")
+    hybrid_fusion: Literal["relative", "rrf"] = Field(
+        "relative",
+        description="How hybrid mode fuses the dense and BM25 rankings: 'relative' scales each "
+        "ranking's scores to 0..1 and adds them (weighted); 'rrf' is reciprocal rank fusion in the "
+        "engine. Relative was better on both evaluation sets with equal weights: SciFact nDCG@10 "
+        "0.726 vs 0.723, FinanceBench evidence-page hit@5 0.575 vs 0.534.",
+    )
+    prefetch_k: int = Field(50, ge=1, description="Candidates per branch before fusion.")
+    rrf_k: int = Field(60, ge=1, description="RRF's k (only with hybrid_fusion='rrf').")
+    hybrid_dense_weight: float = Field(1.0, ge=0, description="Fusion weight of the dense (MiniLM) ranking.")
+    hybrid_sparse_weight: float = Field(1.0, ge=0, description="Fusion weight of the sparse (BM25) ranking.")
     score_threshold: float = Field(
         0.2,
         description="Minimum relevance: the cosine similarity (-1..1) between the question and the "

@@ -240,7 +240,7 @@ def evaluate_qa(
             shutil.rmtree(temp, ignore_errors=True)
     return {"ingest": ingest, "summary": summarise(rows, use_llm), "questions": rows,
             "settings": {k: getattr(settings, k) for k in (
-                "retrieval_mode", "top_k", "prefetch_k", "rrf_k", "hybrid_dense_weight",
+                "retrieval_mode", "hybrid_fusion", "top_k", "prefetch_k", "rrf_k", "hybrid_dense_weight",
                 "hybrid_sparse_weight", "score_threshold", "llm_model", "chunk_tokens")}}
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from rag.eval.retrieval import HybridParams
+
 COLORS = ["#4c78a8", "#f58518", "#54a24b", "#e45756", "#72b7b2", "#b279a2"]
 
 CSS = """
@@ -133,7 +135,9 @@ def retrieval_report(result: dict) -> str:
     params = result.get("hybrid_params", {})
     info = _cards({"dataset": result["dataset"], "split": result["split"], "queries": result["queries"],
                    "documents": result["index"]["documents"], "passages": result["index"]["passages"],
-                   "rrf k": params.get("rrf_k"), "dense weight": params.get("dense_weight"),
+                   "fusion": params.get("fusion", "rrf"),
+                   "rrf k": params.get("rrf_k") if params.get("fusion", "rrf") == "rrf" else "-",
+                   "dense weight": params.get("dense_weight"),
                    "prefetch": params.get("prefetch")})
     rows = []
     mode_names = list(modes)
@@ -151,7 +155,7 @@ def retrieval_report(result: dict) -> str:
     if result.get("tuning"):
         best = result["tuning"]["best"]
         tuning = (f"<h2>Tuning (on the train split)</h2><p>{len(result['tuning']['trials'])} settings tried; best: "
-                  f"RRF k {best['rrf_k']}, dense weight {best['dense_weight']}, prefetch {best['prefetch']}.</p>")
+                  f"{escape(HybridParams(**best).describe())}.</p>")
     body = (info + "<h2>Quality</h2>" + bars + summary + "<h2>Latency</h2>" + hist + tuning
             + "<h2>Per query</h2><p class=muted>Green: a relevant document.</p>" + per_query)
     return _page(f"Retrieval evaluation: {result['dataset']}", body)

@@ -5,11 +5,11 @@ stores documents: title + text, cut with the ingestion chunker when longer than 
 embedding model's window, dense vectors from `rag.embedding.Embedder`, BM25 from
 `rag.sparse`. Chunk hits are folded into documents by their best chunk.
 
-Every mode queries the real store. Hybrid uses the store's RRF with the settings' k and
-weights; the per-branch prefetch is at least the number of hits asked for (100 documents
+Every mode queries the real store. Hybrid uses the settings' fusion (relative scores or
+RRF), k and weights; the per-branch prefetch is at least the number of hits asked for (100 documents
 for recall@100), so deep metrics are not cut by a small prefetch.
 
-Tuning (``--tune``) grid-searches RRF k, the dense weight and the prefetch depth on the
+Tuning (``--tune``) grid-searches the dense weight, the prefetch depth and (for RRF) k on the
 *train* qrels and then reports the test split with the best setting, so the test queries
 never influence the choice.
 """
@@ -187,10 +187,16 @@ class HybridParams:
     dense_weight: float
     sparse_weight: float
     prefetch: int
+    fusion: str = "relative"
 
     @classmethod
     def from_settings(cls, s: Settings) -> HybridParams:
-        return cls(s.rrf_k, s.hybrid_dense_weight, s.hybrid_sparse_weight, s.prefetch_k)
+        return cls(s.rrf_k, s.hybrid_dense_weight, s.hybrid_sparse_weight, s.prefetch_k, s.hybrid_fusion)
+
+    def describe(self) -> str:
+        k = f" k {self.rrf_k}" if self.fusion == "rrf" else ""
+        return (f"{self.fusion} fusion{k}, weights dense {self.dense_weight} / sparse {self.sparse_weight}, "
+                f"prefetch {self.prefetch}")
 
 
 def rank(store: VectorStore, dense, sparse, mode: str, params: HybridParams, depth: int) -> list[str]:
@@ -202,8 +208,9 @@ def rank(store: VectorStore, dense, sparse, mode: str, params: HybridParams, dep
         limit=chunk_limit,
         mode=mode,
         prefetch_limit=max(params.prefetch, chunk_limit),
+        fusion=params.fusion,
         rrf_k=params.rrf_k,
-        rrf_weights=[params.dense_weight, params.sparse_weight],
+        weights=[params.dense_weight, params.sparse_weight],
     )
     return aggregate_to_documents([(h.payload["doc_id"], h.score) for h in hits], depth)
 
@@ -243,16 +250,21 @@ def evaluate_split(
     return out
 
 
-def tune_hybrid(store, query_vectors, qrels, progress) -> tuple[HybridParams, list[dict]]:
+def tune_grid(fusion: str, rrf_k: int) -> dict[str, list]:
+    """The settings tuning tries; RRF k only matters to RRF fusion."""
+    return {**TUNE_GRID, "rrf_k": TUNE_GRID["rrf_k"] if fusion == "rrf" else [rrf_k]}
+
+
+def tune_hybrid(store, query_vectors, qrels, base: HybridParams, progress) -> tuple[HybridParams, list[dict]]:
     """The grid point with the best train nDCG@10 (ties: the simpler, earlier setting)."""
     trials = []
-    for k, w, prefetch in itertools.product(*TUNE_GRID.values()):
-        params = HybridParams(k, w, 1.0, prefetch)
+    for k, w, prefetch in itertools.product(*tune_grid(base.fusion, base.rrf_k).values()):
+        params = HybridParams(k, w, 1.0, prefetch, base.fusion)
         result = evaluate_split(store, query_vectors, qrels, ["hybrid"], params, deep=False)["hybrid"]
         trials.append({"rrf_k": k, "dense_weight": w, "prefetch": prefetch, "ndcg@10": result["metrics"]["ndcg@10"]})
     best = max(trials, key=lambda t: t["ndcg@10"])
     progress(f"tuning: best train nDCG@10 {best['ndcg@10']:.4f} with {best}")
-    return HybridParams(best["rrf_k"], best["dense_weight"], 1.0, best["prefetch"]), trials
+    return HybridParams(best["rrf_k"], best["dense_weight"], 1.0, best["prefetch"], base.fusion), trials
 
 
 def evaluate_retrieval(
@@ -300,8 +312,9 @@ def evaluate_retrieval(
             if tune:
                 train_qrels = _limited(dataset.qrels["train"], dataset.queries, None)
                 progress(f"tuning hybrid on {len(train_qrels)} train queries")
-                params, trials = tune_hybrid(store, vectors_for(train_qrels), train_qrels, progress)
-                tuning = {"split": "train", "grid": TUNE_GRID, "trials": trials, "best": params.__dict__}
+                grid = tune_grid(params.fusion, params.rrf_k)
+                params, trials = tune_hybrid(store, vectors_for(train_qrels), train_qrels, params, progress)
+                tuning = {"split": "train", "grid": grid, "trials": trials, "best": params.__dict__}
             progress(f"scoring {len(test_qrels)} {split} queries in {', '.join(MODES)} modes")
             results = evaluate_split(store, test_vectors, test_qrels, MODES, params)
         finally:

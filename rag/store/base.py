@@ -15,9 +15,13 @@ import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Literal
 
+from rag.store.fusion import relative_score_fusion
+
 QueryMode = Literal["hybrid", "dense", "sparse"]
+Fusion = Literal["relative", "rrf"]
 
 # Payload fields that get keyword indexes (the access filter and per-document operations).
 INDEXED_FIELDS = ("groups", "doc_id")
@@ -171,12 +175,18 @@ class VectorStore(ABC):
         flt: StoreFilter | None = None,
         mode: QueryMode = "hybrid",
         prefetch_limit: int = 50,
+        fusion: Fusion = "rrf",
         rrf_k: int = 60,
-        rrf_weights: Sequence[float] | None = None,
+        weights: Sequence[float] | None = None,
         hnsw_ef: int | None = None,
         exact: bool = False,
     ) -> list[Hit]:
-        """Best points first. Hybrid fuses dense and sparse rankings with RRF inside the engine."""
+        """Best points first.
+
+        Hybrid fuses the dense and sparse rankings (``prefetch_limit`` candidates each,
+        ``weights`` dense/sparse): ``rrf`` inside the engine, ``relative`` by scaled scores
+        (`rag.store.fusion`). The filter is part of every engine query either way.
+        """
         if flt is not None and flt.matches_nothing:
             return []
         dense_list = None
@@ -191,11 +201,14 @@ class VectorStore(ABC):
                 raise StoreError("a sparse query vector is required for this mode")
             if mode == "sparse" and not sparse.indices:
                 return []  # no known word in the question: nothing can match
-        return self._query(
-            dense_list, sparse, limit=limit, flt=flt, mode=mode, prefetch_limit=prefetch_limit,
-            rrf_k=rrf_k, rrf_weights=list(rrf_weights) if rrf_weights else None,
-            hnsw_ef=hnsw_ef or self.hnsw_ef, exact=exact,
-        )
+        run = partial(self._query, flt=flt, prefetch_limit=prefetch_limit, rrf_k=rrf_k,
+                      hnsw_ef=hnsw_ef or self.hnsw_ef, exact=exact)
+        weights = list(weights) if weights else None
+        if mode == "hybrid" and fusion == "relative":
+            dense_hits = run(dense_list, None, limit=prefetch_limit, mode="dense", rrf_weights=None)
+            sparse_hits = run(None, sparse, limit=prefetch_limit, mode="sparse", rrf_weights=None) if sparse.indices else []
+            return relative_score_fusion(dense_hits, sparse_hits, weights, limit)
+        return run(dense_list, sparse, limit=limit, mode=mode, rrf_weights=weights)
 
     def _scroll_all(self, flt: StoreFilter | None, fields: list[str] | bool, limit: int | None):
         """(id, payload) pairs, page by page, up to ``limit`` (None = all)."""

@@ -70,12 +70,16 @@ def test_retrieval_eval_scores_every_mode_side_by_side(tmp_path, settings):
     assert any("from cache" in m for m in messages)
 
 
-def test_tuning_uses_the_train_split_only(tmp_path, settings):
+@pytest.mark.parametrize("fusion", ["relative", "rrf"])
+def test_tuning_uses_the_train_split_only(tmp_path, settings, fusion):
+    settings = settings.model_copy(update={"hybrid_fusion": fusion})
     result = evaluate_retrieval(write_beir(tmp_path / "beir"), settings, tune=True)
     tuning = result["tuning"]
     assert tuning["split"] == "train"
-    assert len(tuning["trials"]) == len(TUNE_GRID["rrf_k"]) * len(TUNE_GRID["dense_weight"]) * len(TUNE_GRID["prefetch"])
+    ks = len(TUNE_GRID["rrf_k"]) if fusion == "rrf" else 1  # k means nothing to relative fusion
+    assert len(tuning["trials"]) == ks * len(TUNE_GRID["dense_weight"]) * len(TUNE_GRID["prefetch"])
     assert result["hybrid_params"] == tuning["best"]
+    assert result["hybrid_params"]["fusion"] == fusion
 
     with pytest.raises(DatasetError, match="train.tsv"):
         evaluate_retrieval(write_beir(tmp_path / "no-train", train=False), settings, tune=True)

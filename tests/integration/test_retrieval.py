@@ -149,7 +149,7 @@ def test_a_missing_reranker_folder_is_a_clear_error(service, tmp_path):
 
 
 def test_fused_ties_are_broken_by_relevance_so_answers_are_reproducible(tmp_path):
-    """Dense and BM25 rank two passages in opposite orders: RRF gives them the same score."""
+    """Dense and BM25 rank two passages in opposite orders: either fusion gives them the same score."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.txt").write_text("Staff are entitled to twenty-five days of paid time off annually.")

@@ -101,10 +101,11 @@ def test_dense_query_matches_exact_search(filled):
     assert hits[0].id == points[42].id and hits[0].score == pytest.approx(1.0, abs=1e-4)
 
 
-def test_group_filter_is_applied_inside_the_query(filled):
+@pytest.mark.parametrize("fusion", ["rrf", "relative"])
+def test_group_filter_is_applied_inside_the_query(filled, fusion):
     store, points = filled
     q = points[0].dense  # a g0 point: the best unfiltered hit is outside g2
-    hits = store.query(q, sparse.encode_query("alpha beta"), limit=20, flt=StoreFilter(groups=["g2"]))
+    hits = store.query(q, sparse.encode_query("alpha beta"), limit=20, flt=StoreFilter(groups=["g2"]), fusion=fusion)
     assert len(hits) == 20  # the filter did not just remove hits from an unfiltered top-20
     assert all("g2" in h.payload["groups"] for h in hits)
 
@@ -137,11 +138,30 @@ def test_sparse_query_ranks_keyword_matches(filled):
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
-def test_hybrid_finds_both_signals(filled):
+@pytest.mark.parametrize("fusion", ["rrf", "relative"])
+def test_hybrid_finds_both_signals(filled, fusion):
     store, points = filled
     target = points[100]
-    hits = store.query(target.dense, sparse.encode_query(target.payload["text"]), limit=5)
+    hits = store.query(target.dense, sparse.encode_query(target.payload["text"]), limit=5, fusion=fusion)
     assert hits[0].id == target.id
+
+
+def test_relative_fusion_scales_each_branch_of_the_filtered_query(filled):
+    store, points = filled
+    q, words, flt = points[7].dense, sparse.encode_query("invoice budget alpha"), StoreFilter(groups=["g1"])
+    dense = store.query(q, None, limit=30, mode="dense", flt=flt)
+    bm25 = store.query(None, words, limit=30, mode="sparse", flt=flt)
+    hits = store.query(q, words, limit=10, flt=flt, fusion="relative", prefetch_limit=30, weights=[2.0, 1.0])
+
+    def scaled(branch, point):
+        scores = [h.score for h in branch]
+        found = [h.score for h in branch if h.id == point]
+        return (found[0] - min(scores)) / (max(scores) - min(scores)) if found else 0.0
+
+    assert len(hits) == 10 and all("g1" in h.payload["groups"] for h in hits)
+    for h in hits:
+        assert h.score == pytest.approx((2 * scaled(dense, h.id) + scaled(bm25, h.id)) / 3, abs=1e-6)
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
 def test_documents_lists_hashes_and_counts(filled):
