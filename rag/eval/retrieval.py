@@ -6,7 +6,8 @@ embedding model's window, dense vectors from `rag.embedding.Embedder`, BM25 from
 `rag.sparse`. Chunk hits are folded into documents by their best chunk.
 
 Every mode queries the real store. Hybrid uses the settings' fusion (relative scores or
-RRF), k and weights; the per-branch prefetch is at least the number of hits asked for (100 documents
+RRF), k and weights, and a fourth row runs hybrid with the other fusion for comparison
+(``hybrid-rrf`` or ``hybrid-relative``); the per-branch prefetch is at least the number of hits asked for (100 documents
 for recall@100), so deep metrics are not cut by a small prefetch.
 
 Tuning (``--tune``) grid-searches the dense weight, the prefetch depth and (for RRF) k on the
@@ -22,7 +23,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -33,6 +34,7 @@ from rag.sparse import encode_documents, encode_query
 from rag.store.base import StorePoint, VectorStore, point_id
 
 MODES = ("dense", "sparse", "hybrid")
+FUSIONS = ("relative", "rrf")
 DOC_DEPTH = 100  # documents ranked per query (recall@100)
 CHUNK_DEPTH_FACTOR = 3  # chunk hits fetched per ranked document, to survive max-aggregation
 TUNE_GRID = {
@@ -215,21 +217,29 @@ def rank(store: VectorStore, dense, sparse, mode: str, params: HybridParams, dep
     return aggregate_to_documents([(h.payload["doc_id"], h.score) for h in hits], depth)
 
 
+def scored_modes(params: HybridParams) -> dict[str, tuple[str, HybridParams]]:
+    """Row name -> (store mode, parameters): the three modes as configured, then hybrid with
+    the other fusion, so one run compares the two fusions on the same store."""
+    other = next(f for f in FUSIONS if f != params.fusion)
+    rows = {mode: (mode, params) for mode in MODES}
+    rows[f"hybrid-{other}"] = ("hybrid", replace(params, fusion=other))
+    return rows
+
+
 def evaluate_split(
     store: VectorStore,
     query_vectors: dict[str, tuple],
     qrels: dict[str, dict[str, int]],
-    modes,
-    params: HybridParams,
+    modes: dict[str, tuple[str, HybridParams]],
     deep: bool = True,
 ) -> dict[str, dict]:
-    """Per mode: mean metrics, store latency, and per-query rankings.
+    """Per row of ``modes``: mean metrics, store latency, and per-query rankings.
 
     The @10 metrics come from a top-10 query, exactly as the product asks; recall@100 from
     a second, deep query (``deep=False`` skips it, e.g. while tuning).
     """
     out = {}
-    for mode in modes:
+    for name, (mode, params) in modes.items():
         per_query, latencies = {}, []
         for qid, rels in qrels.items():
             dense, sparse = query_vectors[qid]
@@ -242,7 +252,7 @@ def evaluate_split(
                     "recall@100"
                 ]
             per_query[qid] = {"ranked": top, "latency_s": latencies[-1], **scores}
-        out[mode] = {
+        out[name] = {
             "metrics": {name: mean([q[name] for q in per_query.values()]) for name in RANKING_METRICS},
             "latency": latency_summary(latencies),
             "queries": per_query,
@@ -260,7 +270,7 @@ def tune_hybrid(store, query_vectors, qrels, base: HybridParams, progress) -> tu
     trials = []
     for k, w, prefetch in itertools.product(*tune_grid(base.fusion, base.rrf_k).values()):
         params = HybridParams(k, w, 1.0, prefetch, base.fusion)
-        result = evaluate_split(store, query_vectors, qrels, ["hybrid"], params, deep=False)["hybrid"]
+        result = evaluate_split(store, query_vectors, qrels, {"hybrid": ("hybrid", params)}, deep=False)["hybrid"]
         trials.append({"rrf_k": k, "dense_weight": w, "prefetch": prefetch, "ndcg@10": result["metrics"]["ndcg@10"]})
     best = max(trials, key=lambda t: t["ndcg@10"])
     progress(f"tuning: best train nDCG@10 {best['ndcg@10']:.4f} with {best}")
@@ -315,8 +325,9 @@ def evaluate_retrieval(
                 grid = tune_grid(params.fusion, params.rrf_k)
                 params, trials = tune_hybrid(store, vectors_for(train_qrels), train_qrels, params, progress)
                 tuning = {"split": "train", "grid": grid, "trials": trials, "best": params.__dict__}
-            progress(f"scoring {len(test_qrels)} {split} queries in {', '.join(MODES)} modes")
-            results = evaluate_split(store, test_vectors, test_qrels, MODES, params)
+            modes = scored_modes(params)
+            progress(f"scoring {len(test_qrels)} {split} queries: {', '.join(modes)}")
+            results = evaluate_split(store, test_vectors, test_qrels, modes)
         finally:
             store.close()
     return {
@@ -332,7 +343,7 @@ def evaluate_retrieval(
             qid: {
                 "query": dataset.queries[qid],
                 "relevant": sorted(test_qrels[qid]),
-                **{m: results[m]["queries"][qid] for m in MODES},
+                **{m: results[m]["queries"][qid] for m in results},
             }
             for qid in test_qrels
         },

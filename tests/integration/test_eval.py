@@ -54,7 +54,7 @@ def write_beir(folder: Path, *, train: bool = True) -> Path:
 def test_retrieval_eval_scores_every_mode_side_by_side(tmp_path, settings):
     messages: list[str] = []
     result = evaluate_retrieval(write_beir(tmp_path / "beir"), settings, progress=messages.append)
-    assert set(result["modes"]) == {"dense", "sparse", "hybrid"}
+    assert list(result["modes"]) == ["dense", "sparse", "hybrid", "hybrid-rrf"]  # the other fusion last
     assert result["queries"] == 4
     assert result["index"]["documents"] == 6 and result["index"]["passages"] > 6  # the long one was chunked
     for mode, r in result["modes"].items():
@@ -244,7 +244,7 @@ def test_cli_eval_retrieval_json_and_report(tmp_path, settings):
                   "--report", str(report), data_dir=settings.data_dir)
     assert run.returncode == 0, run.stderr
     data = json.loads(run.stdout)
-    assert set(data["modes"]) == {"dense", "sparse", "hybrid"} and "per_query" not in data
+    assert set(data["modes"]) == {"dense", "sparse", "hybrid", "hybrid-rrf"} and "per_query" not in data
     assert report.read_text().count("<svg") >= 2
 
 
