@@ -206,7 +206,7 @@ def eval_retrieval(
     dataset: Path = typer.Option(..., help="BEIR folder: corpus.jsonl, queries.jsonl, qrels/test.tsv."),
     split: str = typer.Option("test", help="Which qrels file to score."),
     limit_queries: int | None = typer.Option(None, help="Score only the first N queries."),
-    tune: bool = typer.Option(False, help="Choose RRF k / weight / prefetch on qrels/train.tsv first."),
+    tune: bool = typer.Option(False, help="Choose the dense weight / prefetch (and RRF k) on qrels/train.tsv first."),
     report: Path | None = typer.Option(None, help="Also write a self-contained HTML report here."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:

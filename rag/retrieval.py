@@ -8,7 +8,7 @@
   store query itself, so passages the asker may not see are never even candidates.
 * An optional cross-encoder re-orders the first ``rerank_top_n`` candidates.
 * Every result also carries the question's *relevance*: the cosine similarity of the
-  closest passage the asker may see. RRF scores are ranks, not relevance, so the
+  closest passage the asker may see. Fused scores are ranks or scaled scores, not relevance, so the
   answer layer's "not found" gate (``score_threshold``) uses this in every mode.
 """
 

@@ -92,7 +92,8 @@ class Settings(BaseSettings):
         0.2,
         description="Minimum relevance: the cosine similarity (-1..1) between the question and the "
         "closest passage the asker may see. Below it the answer is 'not found' and the model is "
-        "not called. RRF scores are ranks, not relevance, so every mode is gated on this. 0 = off. "
+        "not called. Fused scores are ranks or scaled scores, not relevance, so every mode is gated on "
+        "this. 0 = off. "
         "0.2 was calibrated with `rag eval qa --no-llm` (MiniLM): answerable questions scored 0.25 "
         "(samples) and 0.42 (FinanceBench) at the lowest; off-topic ones and questions about "
         "documents the asker may not read scored 0.09-0.13.",

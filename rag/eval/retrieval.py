@@ -6,9 +6,9 @@ embedding model's window, dense vectors from `rag.embedding.Embedder`, BM25 from
 `rag.sparse`. Chunk hits are folded into documents by their best chunk.
 
 Every mode queries the real store. Hybrid uses the settings' fusion (relative scores or
-RRF), k and weights, and a fourth row runs hybrid with the other fusion for comparison
-(``hybrid-rrf`` or ``hybrid-relative``); the per-branch prefetch is at least the number of hits asked for (100 documents
-for recall@100), so deep metrics are not cut by a small prefetch.
+RRF), k and weights; a fourth row runs hybrid with the other fusion for comparison
+(``hybrid-rrf`` or ``hybrid-relative``). The per-branch prefetch is at least the number of
+hits asked for (100 documents for recall@100), so deep metrics are not cut by a small prefetch.
 
 Tuning (``--tune``) grid-searches the dense weight, the prefetch depth and (for RRF) k on the
 *train* qrels and then reports the test split with the best setting, so the test queries
