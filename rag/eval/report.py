@@ -211,8 +211,10 @@ def qa_report(result: dict) -> str:
         )
     table = ("<table><tr><th>question</th><th>hit rank</th><th>retrieved</th><th>answer</th><th>gold</th>"
              f"<th>correct</th><th>wrong-document probe</th></tr>{''.join(rows)}</table>")
+    # What the figures were measured with, so a report read later can be compared fairly.
+    settings = "<h2>Settings</h2>" + _cards(result["settings"]) if result.get("settings") else ""
     body = (cards + "<h2>Retrieval</h2>" + hit_bars + "<h2>Answers</h2>" + answer_bars + "<h2>Latency</h2>" + hist
-            + "<h2>Per question</h2>" + table)
+            + settings + "<h2>Per question</h2>" + table)
     return _page("Question-answering evaluation", body)
 
 

@@ -145,6 +145,7 @@ def test_own_questions_without_the_model_report_page_hits(tmp_path, settings):
     assert result["ingest"]["failed"] == [] and result["ingest"]["chunks_written"] >= 4
     html = qa_report(result)
     assert "<svg" in html and "<script" not in html and "Marta Lindqvist" in html
+    assert "hybrid_fusion" in html and result["settings"]["hybrid_fusion"] == "relative"
 
 
 @pytest.mark.parametrize("content, match", [
