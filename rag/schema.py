@@ -14,7 +14,10 @@ class RetrievedChunk(BaseModel):
     """One passage found by retrieval, with everything a citation needs."""
 
     id: str
-    score: float
+    score: float = Field(
+        description="Ranking score, higher first: cosine (dense), BM25 (sparse), or the fused score "
+        "(hybrid: scaled 0..1 with relative fusion, reciprocal ranks with RRF). Compare within one result only."
+    )
     doc_id: str
     source: str
     page: int | None = None

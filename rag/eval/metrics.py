@@ -101,6 +101,13 @@ _NUMBER = re.compile(
 
 
 _CITATION = re.compile(r"\[\d+\]")
+# Dates say when, not how much: 2022-02-28, 2022/02/28, 02/28/2022, 28.02.2022.
+_DATE = re.compile(r"\b(?:\d{4}[-/]\d{1,2}[-/]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4})\b")
+# "(1) Current Health and (2) Two Peaks": enumerators in running text, not figures.
+_ENUMERATOR = re.compile(
+    r"\(\d{1,2}\)(?=\s+(?!(?:thousands?|millions?|billions?|trillions?|percent|mn|bn|tn|mm|[kmb])\b)[^\W\d_])",
+    re.IGNORECASE,
+)
 
 
 def _is_list_marker(text: str, m: re.Match) -> bool:
@@ -116,11 +123,12 @@ def numbers_in(text: str, *, skip_years: bool = True) -> list[set[float]]:
 
     "$1,577 million" may be compared with "1577", "1.577" (billions) or "1577000000";
     "12.5%" with "0.125".
-    Bare four-digit years (1900-2100) are skipped: they say when, not how much. So are
-    digits that are part of a name or a label ("3M", "Q2", "FY2022", "777X"), and citation
-    markers ("[1]"), which would otherwise match any 1 or 100 %.
+    Bare four-digit years (1900-2100) and dates are skipped: they say when, not how much.
+    So are digits that are part of a name or a label ("3M", "Q2", "FY2022", "777X"), list
+    numbers ("1." opening a line, "(2) Two Peaks"), and citation markers ("[1]"), which would
+    otherwise match any 1 or 100 %.
     """
-    text = _CITATION.sub(" ", text)
+    text = _ENUMERATOR.sub(" ", _DATE.sub(" ", _CITATION.sub(" ", text)))
     found = []
     for m in _NUMBER.finditer(text):
         before, after = text[m.start("num") - 1 : m.start("num")], text[m.end("num") : m.end("num") + 1]

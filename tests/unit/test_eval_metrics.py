@@ -123,6 +123,18 @@ def test_list_numbers_are_not_figures():
     assert any(1.5 in v for v in numbers_in("Growth was\n1.5% in 2022"))  # a figure at a line start still counts
 
 
+def test_dates_and_enumerators_are_not_figures():
+    """Seen in a real run: "(1)", "(2)" in the gold matched the "02" of a made-up date."""
+    gold = ("Best Buy acquired all outstanding shares of two companies during FY 2022: (1) Current Health Ltd "
+            "and (2) Two Peaks, LLC d/b/a Yardbird Furniture")
+    answer = "1. Best Buy China: 2022: 2022-02-28: Best Buy China acquired a subsidiary in 2022."
+    assert numbers_in(gold) == [] and numbers_in(answer) == []
+    assert answer_correctness(answer, gold)["correct"] is False
+    assert numbers_in("on 02/28/2022 and 28.02.2022") == []
+    assert any(1.0 in v for v in numbers_in("a loss of (1) million"))  # a negative amount still counts
+    assert any(3.0 in v for v in numbers_in("segments grew (3) percent"))
+
+
 def test_repeating_the_question_back_is_not_a_correct_answer():
     question = "Which business segment of JnJ will be treated as a discontinued operation from August 30, 2023 onward?"
     gold = "The Consumer Health business segment will be treated as a discontinued operation from August 30, 2023 onward."
