@@ -78,7 +78,10 @@ class QdrantStub:
                     fused[pid] = fused.get(pid, 0.0) + 1.0 / (k + rank)
             ranked = sorted(fused.items(), key=lambda x: -x[1])[:limit]
         else:
-            ranked = self._search(coll, body["query"], body.get("using", ""), flt, limit)
+            query = body["query"]
+            if isinstance(query, dict) and "nearest" in query:  # {"nearest": vector}, as sent with params
+                query = query["nearest"]
+            ranked = self._search(coll, query, body.get("using", ""), flt, limit)
         return [
             {"id": pid, "version": 0, "score": s, "payload": self.points[coll][pid]["payload"]}
             for pid, s in ranked

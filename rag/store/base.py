@@ -175,7 +175,7 @@ class VectorStore(ABC):
         flt: StoreFilter | None = None,
         mode: QueryMode = "hybrid",
         prefetch_limit: int = 50,
-        fusion: Fusion = "rrf",
+        fusion: Fusion = "relative",
         rrf_k: int = 60,
         weights: Sequence[float] | None = None,
         hnsw_ef: int | None = None,

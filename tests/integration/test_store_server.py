@@ -40,13 +40,20 @@ def test_round_trip_through_the_server_engine(tmp_path):
         store.upsert(points)
         assert store.count() == 60
         assert store.count(StoreFilter(groups=["g1"])) == sum("g1" in p.payload["groups"] for p in points)
-        hits = store.query(points[4].dense, sparse.encode_query(points[4].payload["text"]), limit=5,
-                           flt=StoreFilter(groups=points[4].payload["groups"][:1]))
+        flt = StoreFilter(groups=points[4].payload["groups"][:1])
+        words = sparse.encode_query(points[4].payload["text"])
+        hits = store.query(points[4].dense, words, limit=5, flt=flt, fusion="rrf")
         assert hits[0].id == points[4].id
         query = next(b for m, p, h, b in stub.requests if p.endswith("/points/query"))
         assert query["filter"]["must"][0]["match"]["any"] == points[4].payload["groups"][:1]
         assert [pre["using"] for pre in query["prefetch"]] == ["dense", "bm25"]
         assert query["query"]["rrf"]["k"] == 60
+        # Relative fusion: one filtered query per side, fused here.
+        stub.requests.clear()
+        assert store.query(points[4].dense, words, limit=5, flt=flt)[0].id == points[4].id
+        queries = [b for m, p, h, b in stub.requests if p.endswith("/points/query")]
+        assert sorted(q["using"] for q in queries) == ["bm25", "dense"]
+        assert all(q["filter"]["must"][0]["match"]["any"] == flt.groups for q in queries)
         docs = store.documents()
         assert set(docs) == {f"doc-{i}" for i in range(6)} and docs["doc-2"].chunks == 10
         store.set_payload("doc-2", {"groups": ["hr"]})
