@@ -82,7 +82,7 @@ class Settings(BaseSettings):
         description="How hybrid mode fuses the dense and BM25 rankings: 'relative' scales each "
         "ranking's scores to 0..1 and adds them (weighted); 'rrf' is reciprocal rank fusion in the "
         "engine. Relative was better on both evaluation sets with equal weights: SciFact nDCG@10 "
-        "0.726 vs 0.723, FinanceBench evidence-page hit@5 0.575 vs 0.534.",
+        "0.728 vs 0.725, FinanceBench evidence-page hit@5 0.575 vs 0.534.",
     )
     prefetch_k: int = Field(50, ge=1, description="Candidates per branch before fusion.")
     rrf_k: int = Field(60, ge=1, description="RRF's k (only with hybrid_fusion='rrf').")

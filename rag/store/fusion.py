@@ -7,7 +7,7 @@ a passage that dense search ranks 2nd by a wide margin is not buried because BM2
 thrown off by the instruction words of a long question, did not return it at all.
 
 Measured with equal weights (no tuning) against RRF k=60, same store, same candidates:
-SciFact nDCG@10 0.723 -> 0.726; FinanceBench evidence-page hit@5 0.534 -> 0.575.
+SciFact nDCG@10 0.725 -> 0.728; FinanceBench evidence-page hit@5 0.534 -> 0.575.
 """
 
 from __future__ import annotations
