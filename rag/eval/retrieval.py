@@ -25,16 +25,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import get_args
 
 import numpy as np
 
 from rag.eval.metrics import RANKING_METRICS, aggregate_to_documents, latency_summary, mean, ranking_scores
 from rag.settings import Settings
 from rag.sparse import encode_documents, encode_query
-from rag.store.base import StorePoint, VectorStore, point_id
+from rag.store.base import Fusion, StorePoint, VectorStore, point_id
 
 MODES = ("dense", "sparse", "hybrid")
-FUSIONS = ("relative", "rrf")
+FUSIONS = get_args(Fusion)
 DOC_DEPTH = 100  # documents ranked per query (recall@100)
 CHUNK_DEPTH_FACTOR = 3  # chunk hits fetched per ranked document, to survive max-aggregation
 TUNE_GRID = {
