@@ -7,8 +7,10 @@ How fast it runs depends on what the CPU can do natively, so `embed_precision` p
   cosine to float32 about 0.999; but about 10x *slower* on CPUs without them (emulated).
 - int8: ONNX Runtime with int8 weights (dynamic quantization, per output channel) and
   fused attention/GELU/LayerNorm kernels. Exported once from the model folder into
-  `cache_dir` (no hub, no network); cosine to float32 about 0.994.
-- auto (default): bfloat16 where the CPU has native bf16, int8 elsewhere.
+  `cache_dir` (no hub, no network); cosine to float32 about 0.994. Each export is checked
+  against float32 on probe sentences: a model that int8 would distort is refused.
+- auto (default): bfloat16 where the CPU has native bf16, int8 elsewhere (float32 when the
+  int8 model is refused).
 `rag bench embed` measures all of this against plain float32 sentence-transformers.
 
 Texts are tokenized once, sorted by length and batched, so padding costs little. Longer
@@ -33,7 +35,7 @@ from rag.settings import Settings
 log = logging.getLogger(__name__)
 
 _SPECIAL_TOKENS = 2  # [CLS] and [SEP]
-_EXPORT_VERSION = "1"  # bump when the export recipe changes, so caches are rebuilt
+_EXPORT_VERSION = "2"  # bump when the export recipe changes, so caches are rebuilt
 # ONNX model bytes already built in this process, by fingerprint: a second Embedder (another
 # data folder, e.g. in tests) copies them instead of exporting again.
 _INT8_MODELS: dict[str, bytes] = {}
@@ -69,13 +71,15 @@ def resolve_precision(requested: str) -> str:
     return "bfloat16" if cpu_has_native_bf16() else "int8"
 
 
-def _threads(settings: Settings) -> int:
-    if settings.embed_threads:
-        return settings.embed_threads
+def _cores() -> int:
     try:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def _threads(settings: Settings) -> int:
+    return settings.embed_threads or _cores()
 
 
 class Embedder:
@@ -154,19 +158,27 @@ class Embedder:
         out = np.empty((len(texts), self.dim), dtype=np.float32)
         for start in range(0, len(order), self.batch_size):
             batch = order[start : start + self.batch_size]
-            width = len(encodings[batch[0]].ids)
-            ids = np.zeros((len(batch), width), dtype=np.int64)
-            mask = np.zeros((len(batch), width), dtype=np.int64)
-            for row, i in enumerate(batch):
-                n = len(encodings[i].ids)
-                ids[row, :n] = encodings[i].ids
-                mask[row, :n] = 1
-            out[batch] = self._backend.embed(ids, mask)
-        out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
-        return out
+            out[batch] = self._backend.embed(*_padded([encodings[i] for i in batch]))
+        return _normalised(out)
 
     def embed_query(self, text: str) -> np.ndarray:
         return self.embed_documents([text])[0]
+
+
+def _padded(encodings) -> tuple[np.ndarray, np.ndarray]:
+    """Token ids and attention mask of a batch, zero-padded to its longest member."""
+    width = max(len(e.ids) for e in encodings)
+    ids = np.zeros((len(encodings), width), dtype=np.int64)
+    mask = np.zeros((len(encodings), width), dtype=np.int64)
+    for row, encoding in enumerate(encodings):
+        ids[row, : len(encoding.ids)] = encoding.ids
+        mask[row, : len(encoding.ids)] = 1
+    return ids, mask
+
+
+def _normalised(vectors: np.ndarray) -> np.ndarray:
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return vectors
 
 
 # --- backends ------------------------------------------------------------------------------
@@ -237,14 +249,53 @@ def int8_model(model_path: Path, cache_dir: Path) -> bytes:
         ).encode()
     ).hexdigest()[:16]
     target = cache_dir / "onnx" / f"{model_path.name}-{fingerprint}" / "model-int8.onnx"
+    # A model that int8 would spoil is remembered, so later starts fall back at once.
+    rejected = target.with_name("rejected.txt")
     with _EXPORT_LOCK:
+        if rejected.is_file():
+            raise EmbeddingError(rejected.read_text())
         if fingerprint in _INT8_MODELS and not target.is_file():
             _atomic_write(target, _INT8_MODELS[fingerprint])
         if not target.is_file():
-            _atomic_write(target, _export_int8(model_path))
+            data = _export_int8(model_path)
+            try:
+                check_int8(model_path, data)
+            except EmbeddingError as exc:
+                _atomic_write(rejected, str(exc).encode())
+                raise
+            _atomic_write(target, data)
         data = target.read_bytes()
         _INT8_MODELS[fingerprint] = data
         return data
+
+
+# Realistic sentences of several lengths; MiniLM's int8 model agrees with float32 at about
+# 0.995 on them. Models with large activation outliers (e.g. all-mpnet-base-v2) fall to about
+# 0.1 under per-tensor dynamic quantization: their int8 vectors would be noise.
+_INT8_PROBES = (
+    "Employees receive thirty days of paid annual leave each calendar year.",
+    "Net cash provided by operating activities increased to $7.9 billion in fiscal 2022.",
+    "To reset your password, open the security settings and choose a new one.",
+    "The supplier shall indemnify the customer against all claims arising from defects. " * 4,
+    "Quarterly revenue by segment",
+    "Backups run nightly at two o'clock and are kept for ninety days on separate storage.",
+)
+INT8_MIN_COSINE = 0.98
+
+
+def check_int8(model_path: Path, int8_bytes: bytes) -> float:
+    """Mean cosine of the int8 model to float32 on the probe sentences; EmbeddingError below the floor."""
+    tokenizer = _windowed_tokenizer(model_path, model_window(model_path))
+    ids, mask = _padded(tokenizer.encode_batch(list(_INT8_PROBES)))
+    reference = _normalised(_TorchBackend(model_path, "float32", _cores()).embed(ids, mask))
+    quantized = _normalised(_OnnxBackend(int8_bytes, _cores(), _pooling(model_path)).embed(ids, mask))
+    cosine = float(np.mean(np.sum(reference * quantized, axis=1)))
+    if cosine < INT8_MIN_COSINE:
+        raise EmbeddingError(
+            f"int8 quantization distorts the embedding model {model_path.name} (cosine {cosine:.3f} to its "
+            f"float32 vectors on probe sentences, below {INT8_MIN_COSINE}); set RAG_EMBED_PRECISION=float32"
+        )
+    return cosine
 
 
 def _atomic_write(target: Path, data: bytes) -> None:

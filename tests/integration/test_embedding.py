@@ -95,3 +95,52 @@ def test_llama_index_adapter_uses_our_vectors(settings):
     theirs = np.array(adapter.get_text_embedding_batch(TEXTS[:3]), dtype=np.float32)
     assert _cosines(ours, theirs).min() > 0.9999
     assert np.allclose(adapter.get_query_embedding(TEXTS[0]), embedder.embed_query(TEXTS[0]), atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def outlier_model(tmp_path_factory):
+    """A one-layer MiniLM with four feed-forward neurons a thousand times too loud (and their
+    outgoing weights a thousand times too quiet): a real model with the activation outliers
+    that per-tensor int8 quantization cannot represent, like all-mpnet-base-v2's."""
+    import json
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from rag.embedding import default_model_path
+
+    folder = tmp_path_factory.mktemp("models") / "outlier-minilm"
+    shutil.copytree(default_model_path(), folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["num_hidden_layers"] = 1
+    (folder / "config.json").write_text(json.dumps(config))
+    weights = {k: v for k, v in load_file(folder / "model.safetensors").items() if "layer." not in k or "layer.0." in k}
+    layer = "encoder.layer.0."
+    weights[layer + "intermediate.dense.weight"][:4] *= 1000.0
+    weights[layer + "intermediate.dense.bias"][:4] = weights[layer + "intermediate.dense.bias"][:4].abs() * 1000.0
+    weights[layer + "output.dense.weight"][:, :4] /= 1000.0
+    save_file(weights, folder / "model.safetensors", metadata={"format": "pt"})
+    return folder
+
+
+def test_int8_is_refused_for_a_model_it_would_distort(settings, outlier_model):
+    int8 = settings.model_copy(update={"embed_model": str(outlier_model), "embed_precision": "int8"})
+    with pytest.raises(EmbeddingError, match=r"distorts .* RAG_EMBED_PRECISION=float32"):
+        Embedder(int8).warm_up()
+    folders = list((settings.cache_dir / "onnx").glob("outlier-minilm-*"))
+    assert len(folders) == 1
+    assert not (folders[0] / "model-int8.onnx").exists()  # nothing half-good is cached
+    assert "cosine" in (folders[0] / "rejected.txt").read_text()
+    with pytest.raises(EmbeddingError, match="distorts"):  # remembered: no second export
+        Embedder(int8).warm_up()
+
+
+def test_auto_falls_back_to_float32_when_int8_is_refused(settings, outlier_model, monkeypatch):
+    import rag.embedding
+
+    monkeypatch.setattr(rag.embedding, "cpu_has_native_bf16", lambda: False)  # auto means int8 here
+    auto = Embedder(settings.model_copy(update={"embed_model": str(outlier_model), "embed_precision": "auto"}))
+    vectors = auto.embed_documents(TEXTS)
+    assert auto.precision == "float32"
+    exact = Embedder(settings.model_copy(update={"embed_model": str(outlier_model), "embed_precision": "float32"}))
+    assert _cosines(vectors, exact.embed_documents(TEXTS)).min() > 0.9999
