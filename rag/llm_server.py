@@ -38,6 +38,7 @@ from typing import Any
 import httpx
 import psutil
 
+from rag.lifetime import die_with_parent
 from rag.settings import Settings
 from rag.venvs import TORCH_VERSION, ensure_venv, install_torch_cpu, pip, venv_python
 
@@ -389,8 +390,12 @@ def status(settings: Settings) -> dict[str, Any]:
     return info
 
 
-def start(settings: Settings) -> dict[str, Any]:
-    """Start the local server (no-op if ours already runs) and wait until it is healthy."""
+def start(settings: Settings, *, tied_to_caller: bool = False) -> dict[str, Any]:
+    """Start the local server (no-op if ours already runs) and wait until it is healthy.
+
+    `rag llm start` leaves it running on its own. With ``tied_to_caller`` (what `rag up` and
+    the test session use) it also ends when the calling process dies, even by SIGKILL.
+    """
     if not is_local(settings):
         raise LLMServerError(
             f"RAG_LLM_BASE_URL points to {settings.effective_llm_base_url}, not the local server; "
@@ -407,7 +412,7 @@ def start(settings: Settings) -> dict[str, Any]:
             raise LLMServerError(f"{problem}; run `rag llm install` to convert it again")
         if port_in_use(settings.llm_host, settings.llm_port):
             raise LLMServerError(f"port {settings.llm_port} is already in use by another process")
-        proc = _launch(settings)
+        proc = _launch(settings, tied_to_caller)
         try:
             _wait_healthy(settings, proc)
         except KeyboardInterrupt:  # Ctrl-C while waiting: the detached server must not stay behind
@@ -425,7 +430,7 @@ def server_dtype(settings: Settings) -> str:
     return "bfloat16" if cpu_has_native_bf16() else "float32"
 
 
-def _launch(settings: Settings) -> subprocess.Popen:
+def _launch(settings: Settings, tied_to_caller: bool) -> subprocess.Popen:
     log = log_file(settings)
     if log.exists():
         log.replace(log.with_suffix(".log.1"))  # keep the previous run's log
@@ -452,6 +457,7 @@ def _launch(settings: Settings) -> subprocess.Popen:
             env=server_env(settings),
             cwd=settings.data_dir,
             start_new_session=True,  # own process group: `stop` ends exactly this tree
+            preexec_fn=die_with_parent if tied_to_caller else None,  # noqa: PLW1509 (started from the main thread)
         )
     _children[proc.pid] = proc
     record = {
@@ -542,7 +548,7 @@ def _reap(pid: int | None) -> None:
             child.wait(timeout=5)
 
 
-def ensure_running(settings: Settings) -> dict[str, Any]:
+def ensure_running(settings: Settings, *, tied_to_caller: bool = False) -> dict[str, Any]:
     """What `rag up` calls: start the local server when it is ours to manage and not up yet.
 
     A server elsewhere (RAG_LLM_BASE_URL) is only probed; the returned status says
@@ -552,7 +558,7 @@ def ensure_running(settings: Settings) -> dict[str, Any]:
     if current["up"] or not (settings.llm_managed or is_local(settings)):
         return current
     install(settings)
-    return start(settings)
+    return start(settings, tied_to_caller=tied_to_caller)
 
 
 def follow(path: Path, lines: int = 50, follow: bool = False) -> Iterator[str]:

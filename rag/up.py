@@ -15,7 +15,6 @@ Order matters:
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
@@ -28,6 +27,7 @@ import httpx
 
 from rag import llm_server
 from rag.keys import KeyStore
+from rag.lifetime import die_with_parent
 from rag.settings import Settings
 
 ADMIN_KEY_NAME = "rag-up-admin"
@@ -113,15 +113,6 @@ def ensure_admin_key(settings: Settings) -> tuple[str, bool]:
 # --- Child processes -----------------------------------------------------------------
 
 
-_LIBC = ctypes.CDLL(None, use_errno=True)  # loaded here: the child between fork and exec only calls it
-PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """Runs in the child before exec: SIGTERM it when `rag up` dies, even by SIGKILL (Linux)."""
-    _LIBC.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def tail(path: Path, lines: int = 15) -> str:
     if not path.exists():
         return ""
@@ -145,7 +136,7 @@ class Child:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # our Ctrl-C handling decides the stop order
-                preexec_fn=_die_with_parent,  # noqa: PLW1509 (rag up starts no threads)
+                preexec_fn=die_with_parent,  # noqa: PLW1509 (rag up starts no threads)
             )
 
     def failure(self) -> str | None:
@@ -221,7 +212,7 @@ def start_llm(settings: Settings) -> bool:
     say("Model server: starting the local vLLM CPU server (1 to 3 minutes)")
     started = time.monotonic()
     try:
-        llm_server.ensure_running(settings)
+        llm_server.ensure_running(settings, tied_to_caller=True)  # a killed `rag up` takes it along
     except llm_server.LLMServerError as exc:
         raise UpError(str(exc)) from None
     say(f"Model server: up at {settings.effective_llm_base_url} after {time.monotonic() - started:.0f} s")

@@ -66,7 +66,7 @@ def llm_server(tmp_path_factory):
         settings = settings.model_copy(update={"llm_model_dir": None})
     serving.install(settings)
     try:
-        serving.start(settings)
+        serving.start(settings, tied_to_caller=True)  # a killed test session takes it along
         yield LLMServerHandle(settings)
     finally:
         serving.stop(settings)
