@@ -132,10 +132,10 @@ class Embedder:
                 try:
                     self._backend = _OnnxBackend(int8_model(self.model_path, self.settings.cache_dir), threads,
                                                  _pooling(self.model_path))
-                except EmbeddingError:
+                except EmbeddingError as exc:
                     if self.requested_precision != "auto":
                         raise
-                    log.warning("int8 embedding unavailable; falling back to float32", exc_info=True)
+                    log.warning("int8 embedding unavailable, using float32: %s", exc)
                     self.precision = "float32"
             if self._backend is None:
                 self._backend = _TorchBackend(self.model_path, self.precision, threads)
