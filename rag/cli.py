@@ -46,6 +46,14 @@ def fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def _fail_outside_typer(message: str) -> None:
+    """`fail` for errors that escaped every command (typer.Exit works only inside one)."""
+    try:
+        fail(message)
+    except typer.Exit as stop:
+        sys.exit(stop.exit_code)
+
+
 @app.command()
 def ingest(
     paths: list[Path] = typer.Argument(..., help="Files or folders to ingest."),
@@ -559,5 +567,23 @@ def up(
     raise typer.Exit(code)
 
 
+def main() -> None:
+    """The `rag` command. Bad settings or a bad model folder, found wherever they are first
+    used, end in one plain sentence and exit status 1, not a stack trace."""
+    from pydantic import ValidationError
+
+    from rag.embedding import EmbeddingError
+
+    try:
+        app()
+    except EmbeddingError as exc:
+        _fail_outside_typer(str(exc))
+    except ValidationError as exc:
+        if exc.title != "Settings":
+            raise
+        problems = "; ".join(f"RAG_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors())
+        _fail_outside_typer(f"invalid settings: {problems}")
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -54,7 +54,11 @@ def default_model_path() -> Path:
 
 
 def model_path_for(settings: Settings) -> Path:
-    return Path(settings.embed_model).expanduser() if settings.embed_model else default_model_path()
+    """The configured model folder; EmbeddingError (one clear sentence) when it is not one."""
+    path = Path(settings.embed_model).expanduser() if settings.embed_model else default_model_path()
+    if not (path / "config.json").is_file():
+        raise EmbeddingError(f"the embedding model folder {path} does not exist or is not a model (RAG_EMBED_MODEL)")
+    return path
 
 
 @lru_cache(maxsize=8)
@@ -120,10 +124,6 @@ class Embedder:
         with self._lock:
             if self._backend is not None:
                 return
-            if not (self.model_path / "config.json").is_file():
-                raise EmbeddingError(
-                    f"the embedding model folder {self.model_path} does not exist or is not a model (RAG_EMBED_MODEL)"
-                )
             self._window = model_window(self.model_path)
             self._tokenizer = _windowed_tokenizer(self.model_path, self._window)
             self.precision = resolve_precision(self.requested_precision)
@@ -305,6 +305,9 @@ def check_int8(model_path: Path, int8_bytes: bytes) -> float:
     ids, mask = _padded(tokenizer.encode_batch(list(_INT8_PROBES)))
     reference = _normalised(_TorchBackend(model_path, "float32", _cores()).embed(ids, mask))
     quantized = _normalised(_OnnxBackend(int8_bytes, _cores(), _pooling(model_path)).embed(ids, mask))
+    if reference.shape != quantized.shape:  # e.g. a Dense layer after pooling, which int8 leaves out
+        raise EmbeddingError(f"int8 embedding does not support the modules of {model_path.name}; "
+                             "set RAG_EMBED_PRECISION=float32")
     cosine = float(np.mean(np.sum(reference * quantized, axis=1)))
     if cosine < INT8_MIN_COSINE:
         raise EmbeddingError(
@@ -431,6 +434,23 @@ def model_window(model_path: Path) -> int:
             return value
     config = json.loads((model_path / "config.json").read_text())
     return int(config.get("max_position_embeddings", 512))
+
+
+def model_dimension(model_path: Path) -> int:
+    """Length of the model's sentence vectors, read from its folder without loading it: the
+    last Dense module's output size, or else the transformer's hidden size."""
+    size = int(json.loads((model_path / "config.json").read_text()).get("hidden_size", 0))
+    modules = model_path / "modules.json"
+    for module in json.loads(modules.read_text()) if modules.is_file() else []:
+        dense_config = model_path / module.get("path", "") / "config.json"
+        if module.get("type", "").endswith(".Dense") and dense_config.is_file():
+            size = int(json.loads(dense_config.read_text())["out_features"])
+    return size
+
+
+def vector_size(settings: Settings) -> int:
+    """`embed_dim` when set, else what the configured model produces."""
+    return settings.embed_dim or model_dimension(model_path_for(settings))
 
 
 def _pooling(model_path: Path) -> str:

@@ -133,7 +133,7 @@ def embed_cached(settings: Settings, embedder, texts: list[str], progress: Calla
         done = min(i + step, len(texts))
         rate = done / (time.perf_counter() - started)
         progress(f"embedded {done}/{len(texts)} passages ({rate:.0f}/s)")
-    vectors = np.concatenate(batches) if batches else np.zeros((0, settings.embed_dim), np.float32)
+    vectors = np.concatenate(batches) if batches else np.zeros((0, embedder.dim), np.float32)
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.save(cache, vectors)
     return vectors

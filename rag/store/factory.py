@@ -8,7 +8,10 @@ from rag.store.base import VectorStore
 
 def open_store(settings: Settings, *, create: bool = True) -> VectorStore:
     """Open the configured store. ``create=False`` refuses to make a new, empty one."""
+    from rag.embedding import vector_size
+
     backend = settings.effective_store_backend
+    dim = vector_size(settings)
     common = dict(
         hnsw_m=settings.hnsw_m,
         hnsw_ef_construct=settings.hnsw_ef_construct,
@@ -18,19 +21,19 @@ def open_store(settings: Settings, *, create: bool = True) -> VectorStore:
     if backend == "edge":
         from rag.store.edge import EdgeStore
 
-        return EdgeStore(settings.store_dir / "edge", settings.embed_dim, **common)
+        return EdgeStore(settings.store_dir / "edge", dim, **common)
 
     from rag.store.qdrant import QdrantClientStore
 
     if backend == "local":
         return QdrantClientStore(
-            settings.collection, settings.embed_dim, path=settings.store_dir / "local", **common
+            settings.collection, dim, path=settings.store_dir / "local", **common
         )
     if not settings.qdrant_url:
         raise ValueError("RAG_STORE_BACKEND=server needs RAG_QDRANT_URL")
     return QdrantClientStore(
         settings.collection,
-        settings.embed_dim,
+        dim,
         url=settings.qdrant_url,
         api_key=settings.qdrant_api_key.get_secret_value() if settings.qdrant_api_key else None,
         prefer_grpc=settings.qdrant_prefer_grpc,

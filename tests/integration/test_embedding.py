@@ -81,9 +81,8 @@ def test_token_facts_and_empty_input(settings):
 
 
 def test_missing_model_folder_is_a_plain_error(settings, tmp_path):
-    embedder = Embedder(settings.model_copy(update={"embed_model": str(tmp_path / "nope")}))
     with pytest.raises(EmbeddingError, match="does not exist"):
-        embedder.warm_up()
+        Embedder(settings.model_copy(update={"embed_model": str(tmp_path / "nope")}))
 
 
 def test_llama_index_adapter_uses_our_vectors(settings):
@@ -144,3 +143,39 @@ def test_auto_falls_back_to_float32_when_int8_is_refused(settings, outlier_model
     assert auto.precision == "float32"
     exact = Embedder(settings.model_copy(update={"embed_model": str(outlier_model), "embed_precision": "float32"}))
     assert _cosines(vectors, exact.embed_documents(TEXTS)).min() > 0.9999
+
+
+def test_vector_size_comes_from_the_model_folder(settings, outlier_model, tmp_path):
+    import json
+    import shutil
+
+    from rag.embedding import model_dimension, vector_size
+
+    assert vector_size(settings) == 384
+    assert vector_size(settings.model_copy(update={"embed_dim": 512})) == 512  # set explicitly: wins
+    wide = tmp_path / "wide"
+    shutil.copytree(outlier_model, wide)
+    config = json.loads((wide / "config.json").read_text())
+    (wide / "config.json").write_text(json.dumps(config | {"hidden_size": 768}))
+    assert model_dimension(wide) == 768
+    modules = json.loads((wide / "modules.json").read_text())
+    modules.append({"idx": 9, "name": "9", "path": "9_Dense", "type": "sentence_transformers.models.Dense"})
+    (wide / "modules.json").write_text(json.dumps(modules))
+    (wide / "9_Dense").mkdir()
+    (wide / "9_Dense" / "config.json").write_text(json.dumps({"in_features": 768, "out_features": 256}))
+    assert model_dimension(wide) == 256
+
+
+@pytest.mark.parametrize("env", [{"RAG_EMBED_MODEL": "/no/such/model"}, {"RAG_TOP_K": "many"}])
+def test_cli_states_a_bad_model_folder_or_setting_in_one_line(tmp_path, env):
+    import os
+    import subprocess
+    import sys
+
+    run_env = os.environ | {"RAG_DATA_DIR": str(tmp_path / "var")} | env
+    for command in (["ingest", str(tmp_path)], ["search", "leave"]):
+        out = subprocess.run([sys.executable, "-m", "rag.cli", *command], env=run_env, capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 1
+        assert "Traceback" not in out.stderr and out.stderr.startswith("error: ")
+        assert ("/no/such/model" in out.stderr) if "RAG_EMBED_MODEL" in env else ("RAG_TOP_K" in out.stderr)
