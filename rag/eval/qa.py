@@ -207,7 +207,7 @@ def evaluate_qa(
     )
     service = RagService(run_settings)
     # The embedder keeps the real data folder's model cache (e.g. the exported int8 model).
-    from rag.embedding import Embedder
+    from rag.embedding import Embedder, model_fingerprint
 
     service.embedder = Embedder(settings)
     saved = None
@@ -238,10 +238,12 @@ def evaluate_qa(
             saved.close()
         if temp is not None:
             shutil.rmtree(temp, ignore_errors=True)
-    return {"ingest": ingest, "summary": summarise(rows, use_llm), "questions": rows,
-            "settings": {k: getattr(settings, k) for k in (
-                "retrieval_mode", "hybrid_fusion", "top_k", "prefetch_k", "rrf_k", "hybrid_dense_weight",
-                "hybrid_sparse_weight", "score_threshold", "llm_model", "chunk_tokens")}}
+    measured_with = {k: getattr(settings, k) for k in (
+        "retrieval_mode", "hybrid_fusion", "top_k", "prefetch_k", "rrf_k", "hybrid_dense_weight",
+        "hybrid_sparse_weight", "score_threshold", "llm_model", "chunk_tokens")}
+    measured_with |= {"embedding_model": model_fingerprint(service.embedder.model_path),
+                      "embedding_precision": service.embedder.precision}
+    return {"ingest": ingest, "summary": summarise(rows, use_llm), "questions": rows, "settings": measured_with}
 
 
 def _evaluate_item(service, sources, item: QAItem, use_llm: bool, refusal: bool, is_refusal) -> dict:

