@@ -273,7 +273,7 @@ def int8_model(model_path: Path, cache_dir: Path) -> bytes:
         if fingerprint in _INT8_MODELS and not target.is_file():
             _atomic_write(target, _INT8_MODELS[fingerprint])
         if not target.is_file():
-            data = _export_int8(model_path)
+            data = _export_int8(model_path, target.parent.parent)
             try:
                 check_int8(model_path, data)
             except EmbeddingError as exc:
@@ -325,11 +325,18 @@ def _atomic_write(target: Path, data: bytes) -> None:
     os.replace(partial, target)
 
 
-def _export_int8(model_path: Path) -> bytes:
+def _export_int8(model_path: Path, work_root: Path) -> bytes:
+    """The int8 model's bytes; its intermediate files (up to 260 MB) live in `work_root`.
+
+    They are kept next to the cache rather than in /tmp, and a folder left by a process
+    that was killed mid-export is removed by the next export, so none accumulate.
+    """
     import tempfile
 
     log.info("preparing the int8 embedding model (once per model; about a minute)")
-    with tempfile.TemporaryDirectory(prefix="rag-onnx-") as tmp:
+    _remove_abandoned_exports(work_root)
+    work_root.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=f"{_EXPORT_PREFIX}{os.getpid()}-", dir=work_root) as tmp:
         fp32, fused, int8 = (Path(tmp) / n for n in ("model.onnx", "fused.onnx", "int8.onnx"))
         try:
             _export_onnx(model_path, fp32)
@@ -341,6 +348,29 @@ def _export_int8(model_path: Path) -> bytes:
                 "set RAG_EMBED_PRECISION=float32"
             ) from exc
         return int8.read_bytes()
+
+
+_EXPORT_PREFIX = ".export-"
+
+
+def _remove_abandoned_exports(work_root: Path) -> None:
+    """Delete export folders whose process is gone (killed mid-export)."""
+    import shutil
+
+    for folder in work_root.glob(f"{_EXPORT_PREFIX}*"):
+        pid = folder.name[len(_EXPORT_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not _process_alive(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, but someone else's
+        return True
+    return True
 
 
 def _export_onnx(model_path: Path, target: Path) -> None:

@@ -73,6 +73,22 @@ def test_int8_model_is_built_once_into_the_cache_folder(settings, tmp_path):
     assert (other.cache_dir / "onnx" / cached[0].parent.name / "model-int8.onnx").read_bytes() == cached[0].read_bytes()
 
 
+def test_an_export_killed_midway_leaves_nothing_behind(tmp_path):
+    """Export scratch files (up to 260 MB) go next to the cache, and a dead exporter's are swept."""
+    import os
+
+    from rag.embedding import _remove_abandoned_exports
+
+    dead = tmp_path / ".export-999999999-x1"  # above any pid_max: that process cannot exist
+    alive = tmp_path / f".export-{os.getpid()}-x2"
+    for folder in (dead, alive):
+        folder.mkdir()
+        (folder / "model.onnx").write_bytes(b"\0" * 1000)
+    _remove_abandoned_exports(tmp_path)
+    assert not dead.exists()
+    assert (alive / "model.onnx").is_file()  # an export in progress is left alone
+
+
 def test_token_facts_and_empty_input(settings):
     embedder = Embedder(settings)
     assert embedder.max_tokens == 254
