@@ -69,11 +69,19 @@ def make_llm(settings: Settings, http_client: httpx.Client | None = None) -> Ope
         context_window=settings.llm_context_window,
         max_tokens=settings.llm_max_tokens,
         temperature=settings.llm_temperature,
+        additional_kwargs={"extra_body": settings.llm_sampling} if settings.llm_sampling else {},
         timeout=settings.llm_timeout,
         max_retries=0,  # our own bounded retry below
         # trust_env=False: proxy variables must not route private prompts anywhere.
         http_client=http_client or httpx.Client(trust_env=False),
     )
+
+
+def server_message(exc: openai.APIStatusError) -> str:
+    """The server's own sentence from an OpenAI-style error body, else the client's summary."""
+    body = exc.body.get("error", exc.body) if isinstance(exc.body, dict) else None
+    message = body.get("message") if isinstance(body, dict) else None
+    return message if isinstance(message, str) and message else exc.message
 
 
 def to_chat_messages(messages: Messages) -> list[ChatMessage]:
@@ -249,7 +257,8 @@ class LLMClient:
                 f"(answer included: {self.settings.llm_max_tokens}); use fewer or shorter sources"
             )
         if isinstance(exc, openai.APIStatusError) and exc.status_code < 500:
+            hint = f" (RAG_LLM_SAMPLING is {self.settings.llm_sampling})" if self.settings.llm_sampling else ""
             return LLMRequestError(
-                f"the LLM server at {url} refused the request ({exc.status_code}): {exc.message}"
+                f"the LLM server at {url} refused the request ({exc.status_code}): {server_message(exc)}{hint}"
             )
         return LLMUnavailable(f"the LLM server at {url} failed ({type(exc).__name__}); {self._fix()}")

@@ -122,6 +122,11 @@ class Settings(BaseSettings):
         "load the first token can take over a minute (`rag bench api`: 60 s gave 503s at 25 clients).")
     llm_max_tokens: int = Field(256, ge=1)
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0)
+    llm_sampling: dict[str, float | int | bool | str] = Field(
+        default_factory=dict,
+        description="Extra sampling parameters sent with every request, for servers that take them "
+        '(vLLM: repetition_penalty, top_k, min_p, min_tokens...). JSON, e.g. RAG_LLM_SAMPLING=\'{"repetition_penalty": 1.1}\'.',
+    )
     llm_context_window: int = Field(2048, ge=256)
     llm_dtype: Literal["auto", "bfloat16", "float32"] = Field(
         "auto", description="Compute type of the local vLLM server. auto = bfloat16 on CPUs with native bf16 "

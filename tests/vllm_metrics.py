@@ -9,10 +9,14 @@ import httpx
 from rag.llm_server import server_root
 
 
-def metric(base_url: str, name: str) -> float:
-    """Sum of all samples of ``name`` (every engine, every label)."""
+def metric(base_url: str, name: str, unless: str = "\0") -> float:
+    """Sum of all samples of ``name`` (every engine, every label), leaving out lines containing ``unless``."""
     text = httpx.get(f"{server_root(base_url)}/metrics", timeout=10, trust_env=False).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.split("{", 1)[0].split(" ", 1)[0] == name)
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.split("{", 1)[0].split(" ", 1)[0] == name and unless not in line
+    )
 
 
 def running_requests(base_url: str) -> float:
@@ -20,8 +24,11 @@ def running_requests(base_url: str) -> float:
 
 
 def finished_requests(base_url: str) -> float:
-    """Requests that ended by themselves (stop, length, error...); vLLM does not count aborted ones here."""
-    return metric(base_url, "vllm:request_success_total")
+    """Requests that ended by themselves (stop, length, repetition, error), not cancelled ones.
+
+    vLLM labels this counter by finish reason, "abort" included (an abort the engine reports).
+    """
+    return metric(base_url, "vllm:request_success_total", unless='finished_reason="abort"')
 
 
 def wait_until_idle(base_url: str, seconds: float = 10) -> float:

@@ -12,7 +12,7 @@ from rag.service import RagService, access_filter
 from rag.settings import Settings
 from tests.conftest import find_free_port
 from tests.integration.qa_corpus import ingest_corpus, write_corpus
-from tests.vllm_metrics import finished_requests, wait_until_idle
+from tests.vllm_metrics import finished_requests, running_requests, wait_until_idle
 
 
 @pytest.fixture(scope="module")
@@ -189,16 +189,18 @@ def test_closing_the_answer_stream_cancels_the_generation(service, llm_server, t
         "Warehouse inventory list.\n" + "\n".join(f"Shelf {i}: box of {i * 7} blue widgets, model W-{i:03d}" for i in range(1, 80))
     )
     service.ingest([inventory], groups=["stock"])
-    bot = live_answerer(service, llm_server, llm_max_tokens=1000)
+    # min_tokens: the answer's length must not depend on how this CPU rounds.
+    bot = live_answerer(service, llm_server, llm_max_tokens=1000, llm_sampling={"min_tokens": 1000})
     finished_before = finished_requests(llm_server.base_url)
     events = bot.ask_stream("List every shelf of the warehouse inventory with its box and model.",
                             access_filter(["stock"]))
     tokens = [next(events), next(events)]
     assert all(e["type"] == "token" for e in tokens)
+    assert running_requests(llm_server.base_url) == 1
 
     events.close()
 
-    # Not closed, the model would write ~600 tokens (about a minute here): still running after 10 s.
+    # Not closed, the model would write 1,000 tokens (about a minute here): still running after 10 s.
     assert wait_until_idle(llm_server.base_url) == 0
     # And it was aborted, not finished: vLLM counts only requests that ended by themselves.
     assert finished_requests(llm_server.base_url) == finished_before

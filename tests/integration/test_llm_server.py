@@ -21,7 +21,7 @@ from rag import llm_server as serving
 from rag.llm import LLMClient, LLMRequestError, LLMUnavailable
 from rag.settings import Settings
 from tests.conftest import find_free_port
-from tests.vllm_metrics import finished_requests, wait_until_idle
+from tests.vllm_metrics import finished_requests, running_requests, wait_until_idle
 
 pytestmark = pytest.mark.llm
 
@@ -35,6 +35,8 @@ FACT = [
     },
 ]
 LONG_ANSWER = "Write a very long story about a dragon, with many chapters."
+# The story's length must not depend on how this CPU rounds: the model may not stop before 1,500 tokens.
+LONG = {"llm_max_tokens": 1500, "llm_sampling": {"min_tokens": 1500}}
 RAG = [sys.executable, "-m", "rag.cli"]
 
 
@@ -85,10 +87,11 @@ def test_streaming_arrives_in_several_chunks_over_time(llm_server):
 
 
 def test_closing_the_stream_cancels_the_generation(llm_server):
-    client = LLMClient(llm_server.settings.model_copy(update={"llm_max_tokens": 1500}))
+    client = LLMClient(llm_server.settings.model_copy(update=LONG))
     finished_before = finished_requests(llm_server.base_url)
     stream = client.stream(LONG_ANSWER)
     next(stream), next(stream)
+    assert running_requests(llm_server.base_url) == 1
 
     stream.close()
 
@@ -116,6 +119,21 @@ def test_unknown_model_is_a_request_error(llm_server):
     client = LLMClient(llm_server.settings.model_copy(update={"llm_model": "not-served"}))
 
     with pytest.raises(LLMRequestError, match="does not serve the model 'not-served'"):
+        client.complete("Hello")
+
+
+def test_sampling_parameters_reach_the_server(llm_server):
+    plain = LLMClient(llm_server.settings.model_copy(update={"llm_max_tokens": 60}))
+    forced = LLMClient(llm_server.settings.model_copy(update={"llm_max_tokens": 60, "llm_sampling": {"min_tokens": 60}}))
+
+    assert plain.tokens.count(plain.complete(FACT)) < 30  # one short sentence
+    assert forced.tokens.count(forced.complete(FACT)) >= 50  # not allowed to stop before 60 tokens
+
+
+def test_a_bad_sampling_parameter_is_a_request_error(llm_server):
+    client = LLMClient(llm_server.settings.model_copy(update={"llm_sampling": {"repetition_penalty": -1}}))
+
+    with pytest.raises(LLMRequestError, match=r"refused the request \(400\).*repetition_penalty.*RAG_LLM_SAMPLING"):
         client.complete("Hello")
 
 
@@ -238,12 +256,11 @@ def test_stop_leaves_no_process_behind(own_server):
 
 
 def test_server_killed_mid_stream_gives_a_clear_error_and_stop_cleans_up(own_server):
-    client = LLMClient(own_server.model_copy(update={"llm_max_tokens": 1500}))
-    finished_before = finished_requests(own_server.effective_llm_base_url)
+    client = LLMClient(own_server.model_copy(update=LONG))
     stream = client.stream(LONG_ANSWER)
     next(stream), next(stream)
     tree = server_tree(own_server)
-    assert finished_requests(own_server.effective_llm_base_url) == finished_before  # still generating
+    assert running_requests(own_server.effective_llm_base_url) == 1  # still generating
 
     tree[0].send_signal(signal.SIGKILL)  # the API server dies; its engine processes are orphaned
     tree[0].wait(timeout=30)
