@@ -6,7 +6,11 @@
   are there for comparison and for the evaluation.
 * The access filter (the asker's groups, optionally some documents) is part of the
   store query itself, so passages the asker may not see are never even candidates.
-* An optional cross-encoder re-orders the first ``rerank_top_n`` candidates.
+* Results are *sources*: the passages of one page (slide, sheet or heading section) are
+  merged into one result (``passages_per_source``, in reading order), ranked by its best
+  passage. A citation names a page, and the small model's few context slots then hold
+  distinct pages rather than three overlapping pieces of one.
+* An optional cross-encoder re-orders the first ``rerank_top_n`` sources.
 * Every result also carries the question's *relevance*: the cosine similarity of the
   closest passage the asker may see. Fused scores are ranks or scaled scores, not relevance, so the
   answer layer's "not found" gate (``score_threshold``) uses this in every mode.
@@ -93,9 +97,48 @@ def make_snippet(text: str, question: str, width: int = SNIPPET_CHARS) -> str:
     return ("…" if start > 0 else "") + excerpt + ("…" if start + len(excerpt) < len(text) else "")
 
 
-def to_chunk(hit: Hit, question: str, relevance: float | None = None) -> RetrievedChunk:
+def _unit_key(payload: dict) -> tuple:
+    """The unit a passage was cut from: a document's page, slide, sheet or heading section."""
+    return payload.get("doc_id"), payload.get("page"), payload.get("heading")
+
+
+def group_by_unit(hits: Sequence[Hit], per_unit: int) -> list[list[Hit]]:
+    """Hits grouped by their unit, best unit first; each group keeps its ``per_unit`` best hits."""
+    groups: dict[tuple, list[Hit]] = {}
+    for hit in hits:  # best first
+        group = groups.setdefault(_unit_key(hit.payload), [])
+        if len(group) < per_unit:
+            group.append(hit)
+    return list(groups.values())
+
+
+GAP = "\n…\n"  # between passages of one page that are not adjacent
+
+
+def merged_text(hits: Sequence[Hit]) -> str:
+    """The passages of one unit in reading order, their overlaps written once.
+
+    Chunk offsets point into the unit's text, so overlapping chunks are joined exactly; the
+    overlap is compared too, in case two units share a key (same page and heading).
+    """
+    text, end = "", None
+    for hit in sorted(hits, key=lambda h: h.payload.get("start") or 0):
+        part, start = hit.payload.get("text") or "", hit.payload.get("start")
+        overlap = end - start if end is not None and start is not None else -1
+        written = text[len(text) - overlap:][: len(part)] if 0 <= overlap <= len(text) else None
+        if written is not None and part.startswith(written):  # overlaps, touches or lies inside
+            text += part[len(written):]
+        else:
+            text += (GAP if text else "") + part
+        part_end = hit.payload.get("end")
+        end = max(end or 0, part_end) if part_end is not None and start is not None else None
+    return text
+
+
+def to_chunk(hit: Hit, question: str, relevance: float | None = None, text: str | None = None) -> RetrievedChunk:
+    """A result from its best hit; ``text`` is the merged text of its unit when there are several."""
     p = hit.payload
-    text = p.get("text") or ""
+    text = (p.get("text") or "") if text is None else text
     page = p.get("page")
     return RetrievedChunk(
         id=hit.id,
@@ -178,7 +221,8 @@ class Retriever:
 
         t = time.perf_counter()
         reranker = self.reranker
-        candidates = max(top_k, s.rerank_top_n) if reranker else top_k
+        # Enough passages for top_k distinct units (several may come from one page).
+        candidates = max(top_k, s.rerank_top_n if reranker else 0, min(s.prefetch_k, top_k * 4))
         hits = self.store.query(
             dense,
             sparse,
@@ -198,7 +242,11 @@ class Retriever:
         hits.sort(key=lambda h: (-h.score, -relevance.get(h.id, -1.0), h.id))
         timings.retrieve = time.perf_counter() - t
 
-        chunks = [to_chunk(h, question, relevance.get(h.id)) for h in hits]
+        chunks = [
+            to_chunk(group[0], question, max((relevance[h.id] for h in group if h.id in relevance), default=None),
+                     merged_text(group) if len(group) > 1 else None)
+            for group in group_by_unit(hits, s.passages_per_source)[:candidates]
+        ]
         if reranker and chunks:
             t = time.perf_counter()
             chunks = reranker.rerank(question, chunks, top_k)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from rag.retrieval import QuestionError
+from rag.retrieval import GAP, QuestionError, Retriever
 from rag.service import RagService, access_filter
 from rag.settings import Settings
 from tests.integration.qa_corpus import ingest_corpus, write_corpus
@@ -165,5 +165,33 @@ def test_fused_ties_are_broken_by_relevance_so_answers_are_reproducible(tmp_path
             assert hybrid[0].score == hybrid[1].score  # an exact tie...
             assert [c.source.rsplit("/", 1)[-1] for c in hybrid] == ["a.txt", "b.txt"]  # ...broken by relevance
             assert hybrid[0].relevance > hybrid[1].relevance
+    finally:
+        svc.close()
+
+
+def test_passages_of_one_page_come_back_as_one_source(tmp_path):
+    """A long page yields several chunks; a search returns it once, its best passages merged exactly."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    facts = [f"Fact {i}: the Aurora turbine number {i} at the Bergen plant delivers {100 + i} megawatts "
+             f"and was serviced in week {i + 3} by crew {chr(65 + i % 26)}." for i in range(40)]
+    report = " ".join(facts)
+    (docs / "aurora.txt").write_text(report)
+    (docs / "other.txt").write_text("The Bergen plant canteen serves lunch from eleven to two.")
+    settings = Settings(_env_file=None, data_dir=tmp_path / "var")
+    svc = RagService(settings)
+    try:
+        assert not svc.ingest([docs]).failed
+        assert svc.store.count() >= 4  # the long file really is several chunks
+        question = "How many megawatts does an Aurora turbine at the Bergen plant deliver?"
+        sources = svc.search(question, top_k=3).chunks
+        assert [c.source.rsplit("/", 1)[-1] for c in sources] == ["aurora.txt", "other.txt"]
+        merged = sources[0].text
+        # Two passages, each a verbatim stretch of the file, overlaps written once.
+        parts = merged.split(GAP)
+        assert all(part in report for part in parts)
+        single = Retriever(settings.model_copy(update={"passages_per_source": 1}), svc.store, svc.embedder)
+        one = single.search(question, top_k=3).chunks[0]
+        assert one.id == sources[0].id and one.text in merged and len(merged) > len(one.text) + 100
     finally:
         svc.close()
