@@ -6,10 +6,10 @@
   are there for comparison and for the evaluation.
 * The access filter (the asker's groups, optionally some documents) is part of the
   store query itself, so passages the asker may not see are never even candidates.
-* Results are *sources*: the passages of one page (slide, sheet or heading section) are
-  merged into one result (``passages_per_source``, in reading order), ranked by its best
-  passage. A citation names a page, and the small model's few context slots then hold
-  distinct pages rather than three overlapping pieces of one.
+* Results are *sources*: one per page (slide, sheet or heading section), ranked by its best
+  passage, which is its text; ``passages_per_source`` > 1 merges that many of the page's best
+  passages in reading order. A citation names a page, and the small model's few context
+  slots then hold distinct pages rather than overlapping pieces of one.
 * An optional cross-encoder re-orders the first ``rerank_top_n`` sources.
 * Every result also carries the question's *relevance*: the cosine similarity of the
   closest passage the asker may see. Fused scores are ranks or scaled scores, not relevance, so the

@@ -80,12 +80,13 @@ class Settings(BaseSettings):
     retrieval_mode: Literal["hybrid", "dense", "sparse"] = "hybrid"
     top_k: int = Field(5, ge=1, le=100, description="Sources per search or answer (each a page, slide, sheet or section).")
     passages_per_source: int = Field(
-        2,
+        1,
         ge=1,
         le=10,
-        description="Best passages of one page (slide, sheet or section) merged into its single source, in "
-        "reading order. The other sources come from other pages, so top_k sources cover top_k pages: "
-        "FinanceBench evidence-page hit@10 0.575 -> 0.671 (MiniLM, same store).",
+        description="Passages of one page (slide, sheet or section) merged into its single source, best "
+        "first, in reading order. Sources always come from distinct pages, so top_k sources cover top_k "
+        "pages (FinanceBench evidence-page hit@10 0.575 -> 0.671, MiniLM, same store). More than 1 gives "
+        "the model more of each page but a longer prompt: worth it with a larger context window.",
     )
     hybrid_fusion: Literal["relative", "rrf"] = Field(
         "relative",
