@@ -249,6 +249,9 @@ def eval_qa(
     llm: bool = typer.Option(True, help="--no-llm: retrieval metrics only (no answers)."),
     refusal: bool = typer.Option(True, help="--no-refusal: skip the wrong-document probes."),
     work_dir: Path | None = typer.Option(None, help="Keep the evaluation store here (re-runs skip ingestion)."),
+    tune: bool = typer.Option(False, help="Also choose the hybrid dense weight / prefetch on these questions, "
+                                          "with cross-validation (held-out figures, folds by document)."),
+    folds: int = typer.Option(5, min=2, help="Cross-validation folds for --tune."),
     report: Path | None = typer.Option(None, help="Also write a self-contained HTML report here."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
 ) -> None:
@@ -269,7 +272,7 @@ def eval_qa(
         else:
             fail("give either --dataset DIR (FinanceBench) or --questions FILE --docs DIR", 2)
         result = evaluate_qa(get_settings(), items, docs_dir, work_dir=work_dir, limit=limit, sample=sample,
-                             use_llm=llm, refusal=refusal, progress=_progress)
+                             use_llm=llm, refusal=refusal, tune=tune, folds=folds, progress=_progress)
     except DatasetError as exc:
         fail(str(exc), 2)
     if report:

@@ -83,6 +83,24 @@ def print_retrieval_eval(result: dict, console: Console) -> None:
         console.print(f"tuned on the train split ({len(result['tuning']['trials'])} settings tried)")
 
 
+def print_tuning(tuning: dict, console: Console) -> None:
+    """Configured vs cross-validated figures, and what to set (only if it wins on held-out questions)."""
+    from rich.table import Table
+
+    table = Table(title=f"Tuning: {tuning['folds']}-fold cross-validation on {tuning['questions']} questions")
+    table.add_column("")
+    metrics = list(tuning["configured"])
+    for m in metrics:
+        table.add_column(m, justify="right")
+    table.add_row("configured", *(f"{tuning['configured'][m]:.3f}" for m in metrics))
+    table.add_row("tuned (held out)", *(f"{tuning['held_out'][m]:.3f}" for m in metrics))
+    console.print(table)
+    if tuning["recommended_env"]:
+        console.print("Set: " + " ".join(f"{k}={v}" for k, v in tuning["recommended_env"].items()))
+    else:
+        console.print("Keep the configured setting: tuning does not beat it on held-out questions.")
+
+
 def print_qa_eval(result: dict, console: Console) -> None:
     from rich.table import Table
 
@@ -94,6 +112,8 @@ def print_qa_eval(result: dict, console: Console) -> None:
             value = f"{value:.3f}"
         table.add_row(key.replace("_", " "), "–" if value is None else str(value))
     console.print(table)
+    if result.get("tuning"):
+        print_tuning(result["tuning"], console)
     failed = result["ingest"]["failed"]
     if failed:
         console.print(f"[yellow]{len(failed)} files failed to ingest[/yellow]")

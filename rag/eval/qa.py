@@ -33,11 +33,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from rag.eval.crossval import DEFAULT_FOLDS, HIT_KS, cross_validate, rank_metrics
 from rag.eval.metrics import answer_correctness, latency_summary, mean
-from rag.eval.retrieval import DatasetError
+from rag.eval.retrieval import DatasetError, HybridParams, tune_grid
 from rag.settings import Settings
-
-HIT_KS = (1, 5, 10)
 # In a kept --work-dir: one JSON row per question, written as each is done.
 ROWS_FILE = "eval-qa-rows.jsonl"
 
@@ -191,6 +190,8 @@ def evaluate_qa(
     sample: int | None = None,
     use_llm: bool = True,
     refusal: bool = True,
+    tune: bool = False,
+    folds: int = DEFAULT_FOLDS,
     progress: Callable[[str], None] = lambda message: None,
 ) -> dict:
     from rag import llm_server
@@ -198,6 +199,8 @@ def evaluate_qa(
     from rag.service import RagService
 
     items = spread(items[:limit] if limit else items, sample)
+    if tune:
+        tunable_questions(settings, items)  # fail before the slow ingestion
     temp = None
     if work_dir is None:
         temp = work_dir = Path(tempfile.mkdtemp(prefix="rag-eval-qa-"))
@@ -219,6 +222,7 @@ def evaluate_qa(
                   "pages_parsed": report.pages_parsed}
         progress(f"ingested: {report.summary()} in {report.seconds:.0f} s")
         sources = {d: info.source for d, info in service.documents().items()}
+        tuning = tune_on_questions(service, sources, items, folds, progress) if tune else None
         rows = []
         # A kept work folder also keeps each question's row as soon as it is done: a long run
         # that is stopped loses nothing already measured.
@@ -243,7 +247,65 @@ def evaluate_qa(
         "hybrid_sparse_weight", "score_threshold", "llm_model", "chunk_tokens")}
     measured_with |= {"embedding_model": model_fingerprint(service.embedder.model_path),
                       "embedding_precision": service.embedder.precision}
-    return {"ingest": ingest, "summary": summarise(rows, use_llm), "questions": rows, "settings": measured_with}
+    return {"ingest": ingest, "summary": summarise(rows, use_llm), "questions": rows, "settings": measured_with,
+            "tuning": tuning}
+
+
+def tunable_questions(settings: Settings, items: list[QAItem]) -> list[QAItem]:
+    """The questions ``--tune`` can learn from (they name an expected source), or why it can't run."""
+    if settings.retrieval_mode != "hybrid":
+        raise DatasetError(f"--tune tunes hybrid fusion, but RAG_RETRIEVAL_MODE is {settings.retrieval_mode}")
+    scored = [item for item in items if item.expected]
+    if len({item.expected[0].file for item in scored}) < 2:
+        raise DatasetError("--tune needs questions whose expected sources are in at least two different documents "
+                           "(cross-validation holds out whole documents)")
+    return scored
+
+
+def tune_on_questions(service, sources, items: list[QAItem], folds: int, progress) -> dict:
+    """Cross-validated choice of the hybrid weights and prefetch on these questions (``--tune``).
+
+    Every grid setting ranks every question with an expected source; `rag.eval.crossval`
+    then says how well "pick the best on the other folds" does on held-out questions, which
+    is the honest figure to compare with the configured setting.
+    """
+    from itertools import product
+
+    from rag.retrieval import Retriever
+    from rag.service import access_filter
+
+    settings = service.settings
+    scored = tunable_questions(settings, items)
+    configured = HybridParams.from_settings(settings)
+    candidates = {configured.describe(): configured}
+    for k, w, prefetch in product(*tune_grid(configured.fusion, configured.rrf_k).values()):
+        params = HybridParams(k, w, configured.sparse_weight, prefetch, configured.fusion)
+        candidates.setdefault(params.describe(), params)
+    progress(f"tuning: {len(candidates)} settings x {len(scored)} questions, {folds}-fold cross-validation")
+    ranks = {}
+    for name, p in candidates.items():
+        retriever = Retriever(settings.model_copy(update={
+            "rrf_k": p.rrf_k, "hybrid_dense_weight": p.dense_weight, "prefetch_k": p.prefetch}),
+            service.store, service.embedder)
+        ranks[name] = [
+            first_hit_rank(retriever.search(item.question, access_filter(item.groups, _doc_ids(sources, item.restrict_to)),
+                                            top_k=max(HIT_KS)).chunks, item.expected)
+            for item in scored
+        ]
+    result = cross_validate(ranks, [item.expected[0].file for item in scored], configured.describe(), folds)
+    best = candidates[result["best_on_all"]]
+    better = result["held_out"]["mrr@10"] > result["configured"]["mrr@10"] and best != configured
+    result |= {
+        "objective": "mrr@10",
+        "questions": len(scored),
+        "trials": [{"setting": name, **candidates[name].__dict__, **rank_metrics(r)} for name, r in ranks.items()],
+        # Only a setting that wins on held-out questions is worth configuring.
+        "recommended_env": {"RAG_HYBRID_DENSE_WEIGHT": str(best.dense_weight), "RAG_PREFETCH_K": str(best.prefetch),
+                            **({"RAG_RRF_K": str(best.rrf_k)} if best.fusion == "rrf" else {})} if better else {},
+    }
+    progress(f"tuning: held-out hit@5 {result['held_out']['page_hit@5']:.3f} vs configured "
+             f"{result['configured']['page_hit@5']:.3f}; best on all questions: {result['best_on_all']}")
+    return result
 
 
 def _evaluate_item(service, sources, item: QAItem, use_llm: bool, refusal: bool, is_refusal) -> dict:

@@ -257,3 +257,31 @@ def test_cli_errors_are_one_sentence(tmp_path):
     assert run.returncode == 2 and "is not a BEIR dataset" in run.stderr and "Traceback" not in run.stderr
     run = rag_cli("search", "anything", data_dir=tmp_path / "var")
     assert run.returncode == 1 and "Ingest documents first" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_tuning_on_own_questions_reports_held_out_figures(tmp_path, settings):
+    from rich.console import Console
+
+    from rag.display import print_qa_eval
+    from rag.eval.retrieval import TUNE_GRID
+
+    docs, items = load_financebench(write_financebench(tmp_path / "fb"))
+    result = evaluate_qa(settings, items, docs, use_llm=False, refusal=False, tune=True, folds=5)
+    tuning = result["tuning"]
+    assert tuning["folds"] == 2  # two filings: leave one filing out
+    assert [c["questions"] for c in tuning["fold_choices"]] == [1, 1]
+    # The configured setting (dense 1.0, prefetch 50) is in the grid, so it is tried once.
+    assert len(tuning["trials"]) == len(TUNE_GRID["dense_weight"]) * len(TUNE_GRID["prefetch"])
+    # Each tiny filing answers its own question on page 2 whatever the weights: tuning cannot
+    # beat the configured setting on held-out questions, so nothing is recommended.
+    assert tuning["configured"]["page_hit@1"] == 1.0 and tuning["held_out"]["page_hit@1"] == 1.0
+    assert tuning["recommended_env"] == {}
+    assert "cross-validation" in qa_report(result)
+    console = Console(record=True, width=120)
+    print_qa_eval(result, console)
+    assert "Keep the configured setting" in console.export_text()
+
+    with pytest.raises(DatasetError, match="at least two different documents"):
+        evaluate_qa(settings, items[:1], docs, use_llm=False, refusal=False, tune=True)
+    with pytest.raises(DatasetError, match="tunes hybrid fusion"):
+        evaluate_qa(settings.model_copy(update={"retrieval_mode": "dense"}), items, docs, use_llm=False, tune=True)
