@@ -95,10 +95,7 @@ def print_tuning(tuning: dict, console: Console) -> None:
     table.add_row("configured", *(f"{tuning['configured'][m]:.3f}" for m in metrics))
     table.add_row("tuned (held out)", *(f"{tuning['held_out'][m]:.3f}" for m in metrics))
     console.print(table)
-    if tuning["recommended_env"]:
-        console.print("Set: " + " ".join(f"{k}={v}" for k, v in tuning["recommended_env"].items()))
-    else:
-        console.print("Keep the configured setting: tuning does not beat it on held-out questions.")
+    console.print(tuning["advice"] + ".")
 
 
 def print_qa_eval(result: dict, console: Console) -> None:

@@ -295,13 +295,16 @@ def tune_on_questions(service, sources, items: list[QAItem], folds: int, progres
     result = cross_validate(ranks, [item.expected[0].file for item in scored], configured.describe(), folds)
     best = candidates[result["best_on_all"]]
     better = result["held_out"]["mrr@10"] > result["configured"]["mrr@10"] and best != configured
+    # Only a setting that wins on held-out questions is worth configuring.
+    env = {"RAG_HYBRID_DENSE_WEIGHT": str(best.dense_weight), "RAG_PREFETCH_K": str(best.prefetch),
+           **({"RAG_RRF_K": str(best.rrf_k)} if best.fusion == "rrf" else {})} if better else {}
     result |= {
         "objective": "mrr@10",
         "questions": len(scored),
         "trials": [{"setting": name, **candidates[name].__dict__, **rank_metrics(r)} for name, r in ranks.items()],
-        # Only a setting that wins on held-out questions is worth configuring.
-        "recommended_env": {"RAG_HYBRID_DENSE_WEIGHT": str(best.dense_weight), "RAG_PREFETCH_K": str(best.prefetch),
-                            **({"RAG_RRF_K": str(best.rrf_k)} if best.fusion == "rrf" else {})} if better else {},
+        "recommended_env": env,
+        "advice": ("Set " + " ".join(f"{k}={v}" for k, v in env.items())) if env
+        else "Keep the configured setting: tuning does not beat it on held-out questions",
     }
     progress(f"tuning: held-out hit@5 {result['held_out']['page_hit@5']:.3f} vs configured "
              f"{result['configured']['page_hit@5']:.3f}; best on all questions: {result['best_on_all']}")

@@ -213,7 +213,8 @@ def qa_report(result: dict) -> str:
              f"<th>correct</th><th>wrong-document probe</th></tr>{''.join(rows)}</table>")
     # What the figures were measured with, so a report read later can be compared fairly.
     settings = "<h2>Settings</h2>" + _cards(result["settings"]) if result.get("settings") else ""
-    body = (cards + "<h2>Retrieval</h2>" + hit_bars + _tuning_section(result.get("tuning")) + "<h2>Answers</h2>" + answer_bars + "<h2>Latency</h2>" + hist
+    body = (cards + "<h2>Retrieval</h2>" + hit_bars + _tuning_section(result.get("tuning"))
+            + "<h2>Answers</h2>" + answer_bars + "<h2>Latency</h2>" + hist
             + settings + "<h2>Per question</h2>" + table)
     return _page("Question-answering evaluation", body)
 
@@ -224,13 +225,11 @@ def _tuning_section(tuning: dict | None) -> str:
     bars = grouped_bars({m: {"configured": tuning["configured"][m], "tuned (held out)": tuning["held_out"][m]}
                          for m in tuning["configured"]},
                         title=f"Tuning: {tuning['folds']}-fold cross-validation, folds by document", max_value=1.0)
-    advice = (("Set " + " ".join(f"{k}={v}" for k, v in tuning["recommended_env"].items()))
-              if tuning["recommended_env"] else "Keep the configured setting: tuning does not beat it on held-out questions")
     trials = "".join(
         f"<tr><td>{escape(t['setting'])}</td>" + "".join(f'<td class="num">{t[m]:.3f}</td>' for m in tuning["configured"])
         + "</tr>" for t in sorted(tuning["trials"], key=lambda t: -t["mrr@10"]))
     header = "".join(f"<th>{escape(m)} (all questions)</th>" for m in tuning["configured"])
-    return (bars + f"<p>{escape(advice)}.</p><details><summary>{len(tuning['trials'])} settings tried</summary>"
+    return (bars + f"<p>{escape(tuning['advice'])}.</p><details><summary>{len(tuning['trials'])} settings tried</summary>"
             f"<table><tr><th>setting</th>{header}</tr>{trials}</table></details>")
 
 
