@@ -125,11 +125,6 @@ def server_env(settings: Settings) -> dict[str, str]:
         VLLM_NO_USAGE_STATS="1",  # vLLM reports usage to its vendor by default
         DO_NOT_TRACK="1",
         VLLM_CPU_KVCACHE_SPACE="1",  # GiB of KV cache: plenty for a 2k context, small on shared machines
-        # One model worker inside the engine process instead of a separate worker process. The
-        # separate worker busy-polls shared memory for 1 s after every step, which on a 2-core
-        # machine slowed the app's own query embedding from 10 ms to 500 ms after each answer
-        # and cost prefill time too (`rag bench llm`: first token 1.24 -> 0.65 s, 3.6 -> 3.0 GiB).
-        VLLM_ENABLE_V1_MULTIPROCESSING="0",
         VLLM_CACHE_ROOT=str(cache / "vllm"),
         VLLM_CONFIG_ROOT=str(cache / "vllm-config"),
         HF_HOME=str(cache / "huggingface"),
@@ -139,6 +134,12 @@ def server_env(settings: Settings) -> dict[str, str]:
         TRITON_CACHE_DIR=str(cache / "triton"),
         PYTHONUNBUFFERED="1",
     )
+    # The model runs inside the engine process instead of a separate worker process. The
+    # worker busy-polls shared memory for 1 s after every step, which on a 2-core machine
+    # slowed the app's own query embedding from 10 ms to 500 ms after each answer and cost
+    # prefill time too (`rag bench llm`: first token 1.24 -> 0.65 s, 3.6 -> 3.0 GiB). A
+    # many-core server may do better with vLLM's pinned worker: set the variable to 1 there.
+    env.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
     return env
 
 

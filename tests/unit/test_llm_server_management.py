@@ -68,6 +68,13 @@ def test_server_environment_is_offline_private_and_inside_the_data_folder(settin
         assert env[name].startswith(data_dir), name
 
 
+def test_the_model_runs_in_the_engine_process_unless_the_operator_says_otherwise(settings, monkeypatch):
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    assert serving.server_env(settings)["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"  # no busy-polling worker
+    monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")  # a many-core server may want the pinned worker
+    assert serving.server_env(settings)["VLLM_ENABLE_V1_MULTIPROCESSING"] == "1"
+
+
 def test_ensure_running_only_probes_a_remote_server(settings):
     remote = settings.model_copy(update={"llm_base_url": f"http://127.0.0.1:{find_free_port()}/v1"})
 
