@@ -98,17 +98,36 @@ def print_tuning(tuning: dict, console: Console) -> None:
     console.print(tuning["advice"] + ".")
 
 
+def print_hits_by_mode(by_mode: dict, console: Console) -> None:
+    from rich.table import Table
+
+    from rag.eval.qa import MODE_LABELS
+
+    table = Table(title="Evidence page by retrieval mode")
+    table.add_column("mode")
+    metrics = list(next(iter(by_mode.values())))
+    for m in metrics:
+        table.add_column(m, justify="right")
+    for mode, figures in by_mode.items():
+        table.add_row(MODE_LABELS.get(mode, mode), *(f"{figures[m]:.3f}" for m in metrics))
+    console.print(table)
+
+
 def print_qa_eval(result: dict, console: Console) -> None:
     from rich.table import Table
 
     table = Table(title="Question answering", show_header=False)
-    for key, value in result["summary"].items():
+    summary = dict(result["summary"])
+    by_mode = summary.pop("page_hit_by_mode", None)
+    for key, value in summary.items():
         if isinstance(value, dict):
             value = ", ".join(f"{k} {v:.0f}" if isinstance(v, float) else f"{k} {v}" for k, v in value.items())
         elif isinstance(value, float):
             value = f"{value:.3f}"
         table.add_row(key.replace("_", " "), "–" if value is None else str(value))
     console.print(table)
+    if by_mode:
+        print_hits_by_mode(by_mode, console)
     if result.get("tuning"):
         print_tuning(result["tuning"], console)
     failed = result["ingest"]["failed"]

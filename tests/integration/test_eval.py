@@ -141,6 +141,12 @@ def test_own_questions_without_the_model_report_page_hits(tmp_path, settings):
     assert rows[2]["hit@5"] is None  # no expected source
     assert result["summary"]["page_hit@1"] == 1.0 and result["summary"]["page_hit@5"] == 1.0
     assert result["summary"]["gate_refusal_on_answerable"] == 0.0
+    # Every mode was measured on the questions with an expected source, the configured one
+    # (hybrid) by the search above.
+    assert rows[0]["hit_rank_by_mode"] == {"hybrid": 1, "dense": 1, "sparse": 1} and "hit_rank_by_mode" not in rows[2]
+    by_mode = result["summary"]["page_hit_by_mode"]
+    assert by_mode["hybrid"]["page_hit@5"] == result["summary"]["page_hit@5"]
+    assert set(by_mode) == {"dense", "sparse", "hybrid", "best_of_dense_and_sparse"}
     assert rows[2]["gate"].startswith("Not found")  # the swallow: nothing relevant, model not needed
     assert result["ingest"]["failed"] == [] and result["ingest"]["chunks_written"] >= 4
     html = qa_report(result)
@@ -279,7 +285,8 @@ def test_tuning_on_own_questions_reports_held_out_figures(tmp_path, settings):
     assert "cross-validation" in qa_report(result)
     console = Console(record=True, width=120)
     print_qa_eval(result, console)
-    assert "Keep the configured setting" in console.export_text()
+    printed = console.export_text()
+    assert "Keep the configured setting" in printed and "Evidence page by retrieval mode" in printed
 
     with pytest.raises(DatasetError, match="at least two different documents"):
         evaluate_qa(settings, items[:1], docs, use_llm=False, refusal=False, tune=True)

@@ -147,3 +147,21 @@ def test_repeating_the_question_back_is_not_a_correct_answer():
     # Numbers the question does not hold still decide: the answer must state them.
     assert answer_correctness("It was $1,577 million.", "$1577.00", "What was FY2018 capex?")["correct"] is True
     assert answer_correctness("Capex in 2018 was 30.", "$1577.00", "What was FY2018 capex?")["correct"] is False
+
+
+def test_page_hits_by_mode_include_the_better_of_dense_and_bm25_per_question():
+    from rag.eval.qa import page_hits_by_mode
+
+    rows = [
+        {"hit_rank_by_mode": {"hybrid": 2, "dense": 1, "sparse": None}},
+        {"hit_rank_by_mode": {"hybrid": None, "dense": 7, "sparse": 3}},
+        {"hit_rank_by_mode": {"hybrid": None, "dense": None, "sparse": None}},
+        {"expected": []},  # no expected source: not counted
+    ]
+    by_mode = page_hits_by_mode(rows)
+    assert by_mode["hybrid"]["page_hit@5"] == 1 / 3
+    assert by_mode["dense"]["page_hit@1"] == 1 / 3 and by_mode["sparse"]["page_hit@5"] == 1 / 3
+    best = by_mode["best_of_dense_and_sparse"]
+    assert best["page_hit@1"] == 1 / 3 and best["page_hit@5"] == 2 / 3  # rank 1 and rank 3
+    assert best["mrr@10"] == (1 + 1 / 3) / 3
+    assert page_hits_by_mode([{"expected": []}]) is None
