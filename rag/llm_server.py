@@ -94,6 +94,9 @@ def log_file(settings: Settings) -> Path:
     return settings.run_dir / "llm-server.log"
 
 
+SCRATCH_PREFIX = "rag-vllm-"  # the server's own temp folder, see `_launch`
+
+
 def pid_file(settings: Settings) -> Path:
     return settings.run_dir / "llm-server.json"
 
@@ -454,13 +457,17 @@ def _launch(settings: Settings, tied_to_caller: bool) -> subprocess.Popen:
         "--enforce-eager",
     ]  # fmt: skip
     _say(f"Starting vLLM ({settings.llm_model}, {dtype}) on {local_base_url(settings)}; log: {log}")
+    # vLLM puts its IPC sockets and rendezvous files in the temp folder and never removes
+    # them; a folder of this server's own (short: a socket path has at most 107 bytes) is
+    # removed with it by `stop`.
+    scratch = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
     with open(log, "w") as out:
         proc = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=server_env(settings),
+            env=server_env(settings) | {"TMPDIR": scratch},
             cwd=settings.data_dir,
             start_new_session=True,  # own process group: `stop` ends exactly this tree
             preexec_fn=die_with_parent if tied_to_caller else None,  # noqa: PLW1509 (started from the main thread)
@@ -473,6 +480,7 @@ def _launch(settings: Settings, tied_to_caller: bool) -> subprocess.Popen:
         "model": settings.llm_model,
         "model_dir": str(model_dir(settings)),
         "log": str(log),
+        "scratch": scratch,
     }
     pid_file(settings).write_text(json.dumps(record, indent=1))
     return proc
@@ -522,7 +530,14 @@ def _stop_recorded(settings: Settings, timeout: float = 20.0) -> bool:
             proc.kill()
     psutil.wait_procs(alive, timeout=5)
     _reap(record.get("pid"))
+    _remove_scratch(record.get("scratch"))
     return bool(tree)
+
+
+def _remove_scratch(path: str | None) -> None:
+    """The stopped server's temp folder; only ever one that `_launch` made (the PID file is data)."""
+    if path and Path(path).parent == Path(tempfile.gettempdir()) and Path(path).name.startswith(SCRATCH_PREFIX):
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _server_processes(record: dict[str, Any]) -> list[psutil.Process]:

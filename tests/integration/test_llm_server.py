@@ -244,8 +244,12 @@ def test_stop_leaves_no_process_behind(own_server):
     assert any("EngineCore" in c for c in commands), commands  # API server and engine at least
     # The model runs inside the engine: no separate worker busy-polling the CPU after each step.
     assert not any("Worker" in c for c in commands), commands
+    # vLLM's IPC sockets live in the server's own temp folder, which goes with it.
+    scratch = Path(json.loads(serving.pid_file(own_server).read_text())["scratch"])
+    assert any(p.is_socket() for p in scratch.iterdir()), list(scratch.iterdir())
 
     assert serving.stop(own_server) is True
+    assert not scratch.exists()
 
     assert still_running(tree) == []
     assert not psutil.pid_exists(tree[0].pid)  # collected: not even a zombie
