@@ -39,6 +39,8 @@ from rag.eval.retrieval import DatasetError, HybridParams, tune_grid
 from rag.settings import Settings
 # In a kept --work-dir: one JSON row per question, written as each is done.
 ROWS_FILE = "eval-qa-rows.jsonl"
+# How the retrieval modes are named in tables, charts and tuning settings.
+MODE_LABELS = {"dense": "dense", "sparse": "BM25", "hybrid": "hybrid", "best_of_dense_and_sparse": "best of dense/BM25"}
 
 
 @dataclass
@@ -266,11 +268,13 @@ def tunable_questions(settings: Settings, items: list[QAItem]) -> list[QAItem]:
 
 
 def tune_on_questions(service, sources, items: list[QAItem], folds: int, progress) -> dict:
-    """Cross-validated choice of the hybrid weights and prefetch on these questions (``--tune``).
+    """Cross-validated choice of the retrieval mode, hybrid weights and prefetch on these questions (``--tune``).
 
-    Every grid setting ranks every question with an expected source; `rag.eval.crossval`
-    then says how well "pick the best on the other folds" does on held-out questions, which
-    is the honest figure to compare with the configured setting.
+    Every candidate ranks every question with an expected source: the hybrid grid, and dense
+    or BM25 alone (long, instruction-laden questions can throw BM25 off so far that fusing it
+    costs more than it brings). `rag.eval.crossval` then says how well "pick the best on the
+    other folds" does on held-out questions, which is the honest figure to compare with the
+    configured setting.
     """
     from itertools import product
 
@@ -280,31 +284,32 @@ def tune_on_questions(service, sources, items: list[QAItem], folds: int, progres
     settings = service.settings
     scored = tunable_questions(settings, items)
     configured = HybridParams.from_settings(settings)
-    candidates = {configured.describe(): configured}
+    candidates = {configured.describe(): ("hybrid", configured)}
     for k, w, prefetch in product(*tune_grid(configured.fusion, configured.rrf_k).values()):
         params = HybridParams(k, w, configured.sparse_weight, prefetch, configured.fusion)
-        candidates.setdefault(params.describe(), params)
+        candidates.setdefault(params.describe(), ("hybrid", params))
+    candidates |= {f"{MODE_LABELS[mode]} only": (mode, configured) for mode in ("dense", "sparse")}
     progress(f"tuning: {len(candidates)} settings x {len(scored)} questions, {folds}-fold cross-validation")
     ranks = {}
-    for name, p in candidates.items():
+    for name, (mode, p) in candidates.items():
         retriever = Retriever(settings.model_copy(update={
             "rrf_k": p.rrf_k, "hybrid_dense_weight": p.dense_weight, "prefetch_k": p.prefetch}),
             service.store, service.embedder)
         ranks[name] = [
             first_hit_rank(retriever.search(item.question, access_filter(item.groups, _doc_ids(sources, item.restrict_to)),
-                                            top_k=max(HIT_KS)).chunks, item.expected)
+                                            top_k=max(HIT_KS), mode=mode).chunks, item.expected)
             for item in scored
         ]
     result = cross_validate(ranks, [item.expected[0].file for item in scored], configured.describe(), folds)
-    best = candidates[result["best_on_all"]]
-    better = result["held_out"]["mrr@10"] > result["configured"]["mrr@10"] and best != configured
+    best_mode, best = candidates[result["best_on_all"]]
+    better = result["held_out"]["mrr@10"] > result["configured"]["mrr@10"] and result["best_on_all"] != configured.describe()
     # Only a setting that wins on held-out questions is worth configuring.
-    env = {"RAG_HYBRID_DENSE_WEIGHT": str(best.dense_weight), "RAG_PREFETCH_K": str(best.prefetch),
-           **({"RAG_RRF_K": str(best.rrf_k)} if best.fusion == "rrf" else {})} if better else {}
+    env = settings_env(best_mode, best) if better else {}
     result |= {
         "objective": "mrr@10",
         "questions": len(scored),
-        "trials": [{"setting": name, **candidates[name].__dict__, **rank_metrics(r)} for name, r in ranks.items()],
+        "trials": [{"setting": name, "mode": mode, **(p.__dict__ if mode == "hybrid" else {}), **rank_metrics(r)}
+                   for (name, r), (mode, p) in zip(ranks.items(), candidates.values())],
         "recommended_env": env,
         "advice": ("Set " + " ".join(f"{k}={v}" for k, v in env.items())) if env
         else "Keep the configured setting: tuning does not beat it on held-out questions",
@@ -312,6 +317,14 @@ def tune_on_questions(service, sources, items: list[QAItem], folds: int, progres
     progress(f"tuning: held-out hit@5 {result['held_out']['page_hit@5']:.3f} vs configured "
              f"{result['configured']['page_hit@5']:.3f}; best on all questions: {result['best_on_all']}")
     return result
+
+
+def settings_env(mode: str, params: HybridParams) -> dict[str, str]:
+    """The environment variables that configure a tuning candidate."""
+    if mode != "hybrid":
+        return {"RAG_RETRIEVAL_MODE": mode}
+    return {"RAG_HYBRID_DENSE_WEIGHT": str(params.dense_weight), "RAG_PREFETCH_K": str(params.prefetch),
+            **({"RAG_RRF_K": str(params.rrf_k)} if params.fusion == "rrf" else {})}
 
 
 def _evaluate_item(service, sources, item: QAItem, use_llm: bool, refusal: bool, is_refusal) -> dict:
@@ -382,10 +395,6 @@ def _ranks_by_mode(service, item: QAItem, doc_ids: list[str] | None, searched_mo
     return {mode: rank if mode == searched_mode else first_hit_rank(
         service.search(item.question, item.groups, top_k=max(HIT_KS), mode=mode, doc_ids=doc_ids).chunks,
         item.expected) for mode in MODES}
-
-
-# How the modes are named in tables and charts.
-MODE_LABELS = {"dense": "dense", "sparse": "BM25", "hybrid": "hybrid", "best_of_dense_and_sparse": "best of dense/BM25"}
 
 
 def page_hits_by_mode(rows: list[dict]) -> dict | None:

@@ -276,8 +276,11 @@ def test_tuning_on_own_questions_reports_held_out_figures(tmp_path, settings):
     tuning = result["tuning"]
     assert tuning["folds"] == 2  # two filings: leave one filing out
     assert [c["questions"] for c in tuning["fold_choices"]] == [1, 1]
-    # The configured setting (dense 1.0, prefetch 50) is in the grid, so it is tried once.
-    assert len(tuning["trials"]) == len(TUNE_GRID["dense_weight"]) * len(TUNE_GRID["prefetch"])
+    # The configured setting (dense 1.0, prefetch 50) is in the grid, so it is tried once;
+    # dense and BM25 alone are candidates too.
+    assert len(tuning["trials"]) == len(TUNE_GRID["dense_weight"]) * len(TUNE_GRID["prefetch"]) + 2
+    assert [t["mode"] for t in tuning["trials"][-2:]] == ["dense", "sparse"]
+    assert {t["setting"] for t in tuning["trials"]} >= {"dense only", "BM25 only"}
     # Each tiny filing answers its own question on page 2 whatever the weights: tuning cannot
     # beat the configured setting on held-out questions, so nothing is recommended.
     assert tuning["configured"]["page_hit@1"] == 1.0 and tuning["held_out"]["page_hit@1"] == 1.0

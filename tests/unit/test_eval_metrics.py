@@ -165,3 +165,18 @@ def test_page_hits_by_mode_include_the_better_of_dense_and_bm25_per_question():
     assert best["page_hit@1"] == 1 / 3 and best["page_hit@5"] == 2 / 3  # rank 1 and rank 3
     assert best["mrr@10"] == (1 + 1 / 3) / 3
     assert page_hits_by_mode([{"expected": []}]) is None
+
+
+def test_tuning_recommends_a_mode_alone_or_the_hybrid_settings_that_won(monkeypatch):
+    from rag.eval.qa import settings_env
+    from rag.eval.retrieval import HybridParams
+    from rag.settings import Settings
+
+    relative = HybridParams(60, 1.25, 1.0, 100, "relative")
+    assert settings_env("dense", relative) == {"RAG_RETRIEVAL_MODE": "dense"}
+    assert settings_env("hybrid", relative) == {"RAG_HYBRID_DENSE_WEIGHT": "1.25", "RAG_PREFETCH_K": "100"}
+    rrf = settings_env("hybrid", HybridParams(10, 2.0, 1.0, 50, "rrf"))
+    assert rrf["RAG_RRF_K"] == "10"
+    for name, value in rrf.items():  # what it recommends is what the settings read
+        monkeypatch.setenv(name, value)
+    assert (Settings().rrf_k, Settings().hybrid_dense_weight, Settings().prefetch_k) == (10, 2.0, 50)
