@@ -308,8 +308,8 @@ def tune_on_questions(service, sources, items: list[QAItem], folds: int, progres
     result |= {
         "objective": "mrr@10",
         "questions": len(scored),
-        "trials": [{"setting": name, "mode": mode, **(p.__dict__ if mode == "hybrid" else {}), **rank_metrics(r)}
-                   for (name, r), (mode, p) in zip(ranks.items(), candidates.values())],
+        "trials": [{"setting": name, "mode": mode, **(p.__dict__ if mode == "hybrid" else {}), **rank_metrics(ranks[name])}
+                   for name, (mode, p) in candidates.items()],
         "recommended_env": env,
         "advice": ("Set " + " ".join(f"{k}={v}" for k, v in env.items())) if env
         else "Keep the configured setting: tuning does not beat it on held-out questions",

@@ -171,6 +171,10 @@ def qa_report(result: dict) -> str:
     hit_bars = grouped_bars({f"hit@{k}": {MODE_LABELS.get(mode, mode): figures[f"page_hit@{k}"]
                                           for mode, figures in by_mode.items()} for k in (1, 5, 10)},
                             title="Evidence page found in the top k, by retrieval mode", max_value=1.0)
+    if s.get("page_hit_by_mode"):
+        hit_bars += ("<p class=muted>Best of dense/BM25 takes, for each question, whichever of the two rankings "
+                     "found the page sooner. When hybrid is close to it, no fusion weight will do much better; "
+                     "a stronger embedding model or a reranker is what would.</p>")
     answer_metrics = {name: {"share": s.get(key)} for name, key in (
         ("correct", "correct"), ("citation precision", "citation_precision"),
         ("cited", "answers_with_citations"), ("refusal (wrong docs)", "refusal_on_wrong_documents"),
@@ -216,10 +220,6 @@ def qa_report(result: dict) -> str:
              f"<th>correct</th><th>wrong-document probe</th></tr>{''.join(rows)}</table>")
     # What the figures were measured with, so a report read later can be compared fairly.
     settings = "<h2>Settings</h2>" + _cards(result["settings"]) if result.get("settings") else ""
-    if s.get("page_hit_by_mode"):
-        hit_bars += ("<p class=muted>Best of dense/BM25 takes, for each question, whichever of the two rankings "
-                     "found the page sooner. When hybrid is close to it, no fusion weight will do much better; "
-                     "a stronger embedding model or a reranker is what would.</p>")
     body = (cards + "<h2>Retrieval</h2>" + hit_bars + _tuning_section(result.get("tuning"))
             + "<h2>Answers</h2>" + answer_bars + "<h2>Latency</h2>" + hist
             + settings + "<h2>Per question</h2>" + table)
