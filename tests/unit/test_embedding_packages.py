@@ -84,4 +84,3 @@ def test_unknown_models_and_unreachable_indexes_are_one_sentence_errors(tmp_path
     assert packages.main(["tiny-model"]) == 2  # usage
     with pytest.raises(packages.PackageError, match="could not download"):
         packages.install("tiny-model", tmp_path / "models", ("--no-index", "--find-links", str(tmp_path / "empty")))
-
